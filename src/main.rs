@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", smtp_operator::crdgen::crd_yaml());
+}

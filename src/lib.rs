@@ -1,7 +1,19 @@
 //! smtp-operator: manages outgoing-mail (SMTP) settings as Kubernetes custom resources.
 //!
 //! - [`api`]: the `SmtpSettings` resource (the public contract).
-//! - [`crdgen`]: the CRD as YAML (`smtp-operator crd`, `crds/`).
+//! - [`engine`]: the SMTP check engine; knows nothing about Kubernetes.
+//! - [`validate`]: pure validation of a spec and what it references, building the check plan.
+//! - [`controller`]: the reconciler (dereference → validate → decide → check → status → events).
+//! - [`conditions`]: condition building and merging.
+//! - [`cli`], [`crdgen`], [`check_cmd`], [`telemetry`], [`duration`]: the binary's pieces.
 pub mod api;
+pub mod check_cmd;
+pub mod cli;
+pub mod conditions;
+pub mod controller;
 pub mod crdgen;
+pub mod duration;
+pub mod status;
 pub mod engine;
+pub mod telemetry;
+pub mod validate;

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ use crate::api::{
 use crate::cli::RunArgs;
 use crate::conditions::{self, Desired, READY, Status};
 use crate::engine::{self, Credentials, Reason, TestMessage};
+use crate::http::Health;
+use crate::metrics::{ErrorLabels, LimitLabels, Metrics, ResultLabels};
 use crate::status::{self as st, CHECK_DEFERRED, CHECK_PENDING};
 use crate::validate::{self, Invalid, Options, Plan, RefKind, RefObject, Referenced};
 
@@ -67,14 +70,15 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub settings: Settings,
+    pub metrics: Arc<Metrics>,
     /// Consecutive reconcile errors per object, for per-object backoff.
     failures: Mutex<HashMap<ObjectRef<SmtpSettings>, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, settings: Settings) -> Self {
+    pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter { controller: "smtp-operator".into(), instance: std::env::var("POD_NAME").ok() };
-        Self { recorder: Recorder::new(client.clone(), reporter), client, settings, failures: Mutex::default() }
+        Self { recorder: Recorder::new(client.clone(), reporter), client, settings, metrics, failures: Mutex::default() }
     }
 }
 
@@ -105,50 +109,111 @@ fn hostname_for_ehlo() -> String {
         .unwrap_or_else(|| "smtp-operator.local".into())
 }
 
-/// Runs the controller until SIGTERM/SIGINT.
+/// Runs the operator until SIGTERM/SIGINT: the metrics/health endpoint, then the controller, directly or
+/// while holding the leader lease.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let version = client.apiserver_version().await?;
     let settings = settings_from_args(&args)?;
     info!(server_version = %version.git_version, watch_namespace = ?args.watch_namespace,
-        require_secret_binding = args.require_secret_binding, "smtp-operator starting");
+        require_secret_binding = args.require_secret_binding, leader_elect = args.leader_elect, "smtp-operator starting");
     if !args.require_secret_binding {
         warn!("--require-secret-binding=false: Secret values are sent without checking smtp-operator.io/allowed-servers");
     }
-    let ctx = Arc::new(Context::new(client.clone(), settings));
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let _server = crate::http::serve(&args.metrics_addr, metrics.clone(), health.clone()).await?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = shutdown_tx.send(true);
+    });
+    let ctx = Arc::new(Context::new(client.clone(), settings, metrics.clone()));
+    let work = {
+        let (health, shutdown) = (health.clone(), shutdown_rx.clone());
+        move || run_controller(ctx, args.watch_namespace.clone(), health, shutdown)
+    };
+    if args.leader_elect {
+        let ns = args
+            .leader_election_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| "default".into());
+        crate::leader::run_elected(client, &ns, shutdown_rx, health, metrics, work).await?;
+    } else {
+        health.role_known.store(true, Ordering::Release);
+        health.is_leader.store(true, Ordering::Release);
+        metrics.leader.set(1);
+        work().await?;
+    }
+    info!("smtp-operator stopped");
+    Ok(())
+}
 
+/// Runs the controller until `shutdown` turns true (in-flight reconciles finish first).
+async fn run_controller(
+    ctx: Arc<Context>,
+    watch_namespace: Option<String>,
+    health: Arc<Health>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let client = ctx.client.clone();
     // Secrets and ConfigMaps are watched as metadata only: their values are read on demand, per reference.
-    let (smtp_api, secret_api, cm_api): (Api<SmtpSettings>, Api<PartialObjectMeta<Secret>>, Api<PartialObjectMeta<ConfigMap>>) = match &args.watch_namespace {
+    let (smtp_api, secret_api, cm_api): (Api<SmtpSettings>, Api<PartialObjectMeta<Secret>>, Api<PartialObjectMeta<ConfigMap>>) = match &watch_namespace {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
     };
 
     let (reader, writer) = reflector::store();
     // Status writes change neither generation nor these annotations, so they do not trigger a reconcile.
+    let metrics = ctx.metrics.clone();
     let main_stream = watcher(smtp_api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
-        .applied_objects()
+        .touched_objects()
         .predicate_filter(trigger_hash, Default::default());
     let secrets = watcher(secret_api, watcher::Config::default()).default_backoff().touched_objects();
     let config_maps = watcher(cm_api, watcher::Config::default()).default_backoff().touched_objects();
 
+    let synced = reader.clone();
+    tokio::spawn(async move {
+        if synced.wait_until_ready().await.is_ok() {
+            health.caches_synced.store(true, Ordering::Release);
+            info!("resource cache synced");
+        }
+    });
     let store_s = reader.clone();
     let store_c = reader.clone();
+    let store_m = reader.clone();
     Controller::for_stream(main_stream, reader)
         .with_config(ControllerConfig::default().concurrency(16))
         .watches_stream(secrets, move |s| referencing(&store_s, RefKind::Secret, s.namespace(), s.name_any()))
         .watches_stream(config_maps, move |c| referencing(&store_c, RefKind::ConfigMap, c.namespace(), c.name_any()))
-        .graceful_shutdown_on(shutdown_signal())
+        .graceful_shutdown_on(async move {
+            let _ = shutdown.wait_for(|v| *v).await;
+        })
         .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            match res {
-                Ok((obj, _)) => debug!(object = %obj, "reconciled"),
-                Err(e) => debug!(error = %e, "reconcile loop"),
+        .for_each(|res| {
+            let (metrics, store) = (metrics.clone(), store_m.clone());
+            async move {
+                match res {
+                    Ok((obj, _)) => {
+                        // keep the resources-by-Ready gauge in step (gone objects drop out)
+                        let key = format!("{}/{}", obj.namespace.clone().unwrap_or_default(), obj.name);
+                        let ready = store.get(&obj).map(|o| {
+                            o.status
+                                .as_ref()
+                                .and_then(|s| conditions::find(&s.conditions, READY).map(|c| c.status.clone()))
+                                .unwrap_or_else(|| "Unknown".into())
+                        });
+                        metrics.set_ready(&key, ready.as_deref());
+                        debug!(object = %obj, "reconciled");
+                    }
+                    Err(e) => debug!(error = %e, "reconcile loop"),
+                }
             }
         })
         .await;
-    info!("smtp-operator stopped");
     Ok(())
 }
 
@@ -194,6 +259,7 @@ fn error_policy(obj: Arc<SmtpSettings>, err: &Error, ctx: Arc<Context>) -> Actio
         *n = n.saturating_add(1);
         *n
     };
+    ctx.metrics.reconcile_errors.get_or_create(&ErrorLabels { error: err.label().into() }).inc();
     let backoff = Duration::from_secs(5u64.saturating_mul(1 << n.min(6))).min(Duration::from_secs(300));
     warn!(object = %obj.name_any(), namespace = ?obj.namespace(), error = %err, kind = err.label(),
         retry_in_s = backoff.as_secs(), "reconcile failed");
@@ -255,7 +321,7 @@ async fn reconcile_inner(obj: &SmtpSettings, ctx: &Context, ns: &str) -> Result<
     if let Some(t) = last_time {
         let earliest = t + ctx.settings.min_check_interval;
         if earliest > now {
-            return on_deferred(obj, ctx, &current, earliest, test_request, "the per-resource minimum interval (--min-check-interval)").await;
+            return on_deferred(obj, ctx, &current, earliest, test_request, "resource", "the per-resource minimum interval (--min-check-interval)").await;
         }
     }
 
@@ -270,6 +336,7 @@ async fn reconcile_inner(obj: &SmtpSettings, ctx: &Context, ns: &str) -> Result<
     }
 
     let report = run_check(obj, ctx, plan.clone(), test_request.as_deref()).await;
+    ctx.metrics.observe_check(&report);
     let insecure = plan.request.tls.insecure_skip_verify;
     let desired = st::from_report(&report, &plan.request.credentials, plan.oauth.is_some(), insecure);
     let mut next = current.clone();
@@ -278,7 +345,9 @@ async fn reconcile_inner(obj: &SmtpSettings, ctx: &Context, ns: &str) -> Result<
     next.last_check = Some(st::last_check(&report, now.to_string(), inputs));
     next.next_check_time = period.map(|p| (now + p).to_string());
     if let Some(request) = &test_request {
-        next.test_email = Some(test_email_status(request, &report, now));
+        let t = test_email_status(request, &report, now);
+        ctx.metrics.test_emails.get_or_create(&ResultLabels { result: format!("{:?}", t.result) }).inc();
+        next.test_email = Some(t);
     }
     write_status(ctx, obj, &current, &next).await?;
     publish_check_events(ctx, obj, &current, &report, insecure, test_request.is_some()).await;
@@ -398,6 +467,7 @@ async fn on_deferred(
     current: &SmtpSettingsStatus,
     at: Timestamp,
     test_request: Option<String>,
+    limit: &str,
     which: &str,
 ) -> Result<Action, Error> {
     let now = now();
@@ -414,7 +484,8 @@ async fn on_deferred(
         });
     }
     write_status(ctx, obj, current, &next).await?;
-    debug!(%at, "check deferred");
+    ctx.metrics.deferred.get_or_create(&LimitLabels { limit: limit.into() }).inc();
+    debug!(%at, limit, "check deferred");
     Ok(requeue_at(Some(at), now))
 }
 

@@ -15,5 +15,8 @@ pub mod crdgen;
 pub mod duration;
 pub mod status;
 pub mod engine;
+pub mod http;
+pub mod leader;
+pub mod metrics;
 pub mod telemetry;
 pub mod validate;

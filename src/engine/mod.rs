@@ -6,8 +6,15 @@
 //! STARTTLS → EHLO → AUTH → (test email: MAIL FROM, RCPT TO, DATA) → QUIT. Every step is bounded by
 //! [`CheckRequest::timeout`].
 
+mod dial;
+mod message;
 pub mod reason;
+mod reply;
+mod sasl;
 pub mod secret;
+mod session;
+mod stream;
+mod tls;
 
 pub use reason::{Reason, Step};
 pub use secret::SecretValue;
@@ -217,6 +224,7 @@ impl Report {
 
 /// Runs one check. Never panics; every failure is a [`Failure`] in the report.
 pub async fn run(request: &CheckRequest) -> Report {
-    let _ = request;
-    unimplemented!("the check engine is being written")
+    let mut progress = session::Progress::new();
+    let outcome = session::check(request, &mut progress).await;
+    progress.into_report(outcome)
 }

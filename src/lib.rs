@@ -6,6 +6,9 @@
 //! - [`controller`]: the reconciler (dereference → validate → decide → check → status → events).
 //! - [`conditions`]: condition building and merging.
 //! - [`cli`], [`crdgen`], [`check_cmd`], [`telemetry`], [`duration`]: the binary's pieces.
+//! - [`crdgen`]: the CRD as YAML (`smtp-operator crd`, `crds/`).
+//! - [`policy`]: security building blocks (CIDRs, ports, host normalisation, Secret binding).
+//! - [`ratelimit`]: per-resource, per-namespace and global check rate limits.
 pub mod api;
 pub mod check_cmd;
 pub mod cli;
@@ -20,3 +23,5 @@ pub mod leader;
 pub mod metrics;
 pub mod telemetry;
 pub mod validate;
+pub mod policy;
+pub mod ratelimit;

@@ -50,7 +50,7 @@ pub(crate) async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<
             Reason::DnsLookupFailed,
             format!(
                 "looking up {host} did not finish within {}; check the host name and the cluster's DNS",
-                humantime::format_duration(timeout)
+                crate::duration::format(timeout)
             ),
         )),
         Ok(Err(e)) => Err(fail(
@@ -127,7 +127,7 @@ fn connect_error(addr: SocketAddr, e: &io::Error, timeout: Duration) -> Failure 
             format!(
                 "connecting to {addr} did not finish within {}; check spec.port and that a firewall lets the \
                  operator reach the server",
-                humantime::format_duration(timeout)
+                crate::duration::format(timeout)
             ),
         ),
         _ => fail(

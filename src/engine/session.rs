@@ -79,7 +79,7 @@ fn timed_out(step: Step, timeout: Duration) -> Failure {
         format!(
             "the server did not answer within {} during {step}; check spec.tls.mode against the port (a TLS port \
              waits for a handshake, a plain port for commands) and the server's load, or raise spec.check.timeout",
-            humantime::format_duration(timeout)
+            crate::duration::format(timeout)
         ),
         None,
     )

@@ -149,7 +149,7 @@ fn gone() -> io::Error {
 }
 
 fn timed_out(what: &str, timeout: Duration) -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, format!("no progress on {what} within {}", humantime::format_duration(timeout)))
+    io::Error::new(io::ErrorKind::TimedOut, format!("no progress on {what} within {}", crate::duration::format(timeout)))
 }
 
 /// Polls the deadline `slot` (arming it when empty). Ready(err) when it expired.

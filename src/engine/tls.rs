@@ -74,7 +74,7 @@ pub(crate) async fn handshake(
             format!(
                 "the TLS handshake did not finish within {}; check that spec.tls.mode matches the port \
                  (ImplicitTLS for 465, StartTLS for 587)",
-                humantime::format_duration(timeout)
+                crate::duration::format(timeout)
             ),
         )),
         Ok(Err(e)) => {

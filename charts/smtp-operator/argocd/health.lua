@@ -17,6 +17,14 @@ if obj.metadata ~= nil then
   generation = num(obj.metadata.generation)
 end
 
+-- the operator has not yet checked the current spec
+local function behind(observed)
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to check generation " .. tostring(generation) ..
+    " (last checked: " .. tostring(observed) .. ")"
+  return hs
+end
+
 if obj.status == nil then
   hs.status = "Progressing"
   hs.message = "Waiting for the operator to check the settings"
@@ -25,10 +33,7 @@ end
 
 local observed = num(obj.status.observedGeneration)
 if generation ~= nil and observed ~= nil and observed < generation then
-  hs.status = "Progressing"
-  hs.message = "Waiting for the operator to check generation " .. tostring(generation) ..
-    " (last checked: " .. tostring(observed) .. ")"
-  return hs
+  return behind(observed)
 end
 
 local ready = nil
@@ -49,10 +54,7 @@ end
 -- a Ready condition written for an older generation says nothing about the current spec
 local condGen = num(ready.observedGeneration)
 if generation ~= nil and condGen ~= nil and condGen < generation then
-  hs.status = "Progressing"
-  hs.message = "Waiting for the operator to check generation " .. tostring(generation) ..
-    " (last checked: " .. tostring(condGen) .. ")"
-  return hs
+  return behind(condGen)
 end
 
 local message = ready.message

@@ -58,7 +58,7 @@ async fn check(args: &CheckArgs) -> Result<bool, String> {
     }
     let options = Options::default();
     println!("Checking {}:{} ({:?}, auth {:?})", obj.spec.server, obj.spec.port, obj.spec.tls.mode, obj.spec.auth.type_);
-    let plan = match validate::validate(&obj.spec, &referenced, &options) {
+    let plan = match validate::validate(&obj.spec, obj.metadata.namespace.as_deref().unwrap_or("default"), &referenced, &options) {
         Ok(p) => p,
         Err(invalid) => {
             println!("  Valid: False ({})\n  {}", invalid.reason, invalid.message);

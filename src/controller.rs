@@ -27,6 +27,8 @@ use crate::api::{
 use crate::cli::RunArgs;
 use crate::conditions::{self, Desired, READY, Status};
 use crate::engine::{self, Credentials, Reason, TestMessage};
+use crate::policy;
+use crate::ratelimit::{CheckLimiter, Limits, Rate};
 use crate::http::Health;
 use crate::metrics::{ErrorLabels, LimitLabels, Metrics, ResultLabels};
 use crate::status::{self as st, CHECK_DEFERRED, CHECK_PENDING};
@@ -61,7 +63,7 @@ impl Error {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub options: Options,
-    pub min_check_interval: Duration,
+    pub limits: Limits,
     pub cluster_name: String,
 }
 
@@ -71,6 +73,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
+    /// Per-resource, per-namespace and global check rate limits (checks and test emails alike).
+    pub limiter: CheckLimiter,
     /// Consecutive reconcile errors per object, for per-object backoff.
     failures: Mutex<HashMap<ObjectRef<SmtpSettings>, u32>>,
 }
@@ -78,28 +82,31 @@ pub struct Context {
 impl Context {
     pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter { controller: "smtp-operator".into(), instance: std::env::var("POD_NAME").ok() };
-        Self { recorder: Recorder::new(client.clone(), reporter), client, settings, metrics, failures: Mutex::default() }
+        let limiter = CheckLimiter::new(settings.limits);
+        Self { recorder: Recorder::new(client.clone(), reporter), client, settings, metrics, limiter, failures: Mutex::default() }
     }
 }
 
 /// Builds the settings from the flags (policy parsing arrives with the security module).
 pub fn settings_from_args(args: &RunArgs) -> anyhow::Result<Settings> {
+    let ports = |flag: &str, v: &str| {
+        policy::parse_port_list(v).map(|l| l.ports()).map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"))
+    };
     let options = Options {
-        allowed_ports: parse_ports(&args.allowed_ports)?,
-        allowed_token_ports: parse_ports(&args.allowed_token_ports)?,
-        denied: vec![],
+        allowed_ports: ports("--allowed-ports", &args.allowed_ports)?,
+        allowed_token_ports: ports("--allowed-token-ports", &args.allowed_token_ports)?,
+        denied: policy::parse_cidr_list(&args.denied_cidrs)
+            .map_err(|e| anyhow::anyhow!("--denied-cidrs {:?}: {e}", args.denied_cidrs))?,
         require_secret_binding: args.require_secret_binding,
         helo_name: hostname_for_ehlo(),
     };
-    Ok(Settings { options, min_check_interval: args.min_check_interval, cluster_name: args.cluster_name.clone() })
-}
-
-fn parse_ports(s: &str) -> anyhow::Result<Vec<u16>> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| anyhow::anyhow!("invalid port {p:?}")))
-        .collect()
+    let rate = |flag: &str, v: &str| v.parse::<Rate>().map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"));
+    let limits = Limits {
+        min_interval: args.min_check_interval,
+        namespace_rate: rate("--namespace-check-rate", &args.namespace_check_rate)?,
+        global_rate: rate("--global-check-rate", &args.global_check_rate)?,
+    };
+    Ok(Settings { options, limits, cluster_name: args.cluster_name.clone() })
 }
 
 fn hostname_for_ehlo() -> String {
@@ -295,14 +302,14 @@ async fn reconcile_inner(obj: &SmtpSettings, ctx: &Context, ns: &str) -> Result<
         .cloned();
     let now = now();
 
-    let plan = match validate::validate(&obj.spec, &referenced, &ctx.settings.options) {
+    let plan = match validate::validate(&obj.spec, ns, &referenced, &ctx.settings.options) {
         Ok(plan) => plan,
         Err(invalid) => return on_invalid(obj, ctx, &current, &invalid, test_request, now).await,
     };
 
     // Is a check owed?
     let last_time = current.last_check.as_ref().and_then(|l| l.time.parse::<Timestamp>().ok());
-    let period = plan.interval.map(|i| i.max(ctx.settings.min_check_interval));
+    let period = plan.interval.map(|i| i.max(ctx.settings.limits.min_interval));
     let due_periodic = match (last_time, period) {
         (Some(t), Some(p)) => t + p <= now,
         _ => false,
@@ -319,10 +326,24 @@ async fn reconcile_inner(obj: &SmtpSettings, ctx: &Context, ns: &str) -> Result<
 
     // Per-resource minimum interval (stateless: derived from status, so it survives restarts).
     if let Some(t) = last_time {
-        let earliest = t + ctx.settings.min_check_interval;
+        let earliest = t + ctx.settings.limits.min_interval;
         if earliest > now {
             return on_deferred(obj, ctx, &current, earliest, test_request, "resource", "the per-resource minimum interval (--min-check-interval)").await;
         }
+    }
+
+    // Per-namespace and global rates (and the in-memory per-resource interval). A deferred check is retried
+    // at the time the limiter names; it is never dropped and never spun on.
+    let key = format!("{ns}/{}", obj.name_any());
+    if let Err(deferral) = ctx.limiter.try_acquire(ns, &key) {
+        let secs = deferral.retry_after.as_secs_f64().ceil().max(1.0) as i64;
+        let at = Timestamp::from_second(now.as_second() + secs).unwrap_or(now);
+        let limit = match deferral.which {
+            crate::ratelimit::Limit::Resource => "resource",
+            crate::ratelimit::Limit::Namespace => "namespace",
+            crate::ratelimit::Limit::Global => "global",
+        };
+        return on_deferred(obj, ctx, &current, at, test_request, limit, &deferral.which.to_string()).await;
     }
 
     // A first check or a changed spec: show that a check is pending (kubectl wait, Argo CD Progressing).

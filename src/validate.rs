@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::policy::{self, Host};
 use crate::api::{self, AuthType, BasicMechanism, KeyRef, OAuth2Grant, SmtpSettingsSpec};
 use crate::engine::{
     CheckRequest, Credentials, DialPolicy, IpNet, PasswordMechanism, Reason, SecretValue, TlsMode, TlsOptions,
@@ -280,18 +281,33 @@ fn secret_value(referenced: &Referenced, r: &Reference) -> Result<SecretValue, I
 }
 
 /// Validates a spec against what it references and the operator's policy, and builds the check plan.
-pub fn validate(spec: &SmtpSettingsSpec, referenced: &Referenced, options: &Options) -> Result<Plan, Invalid> {
+pub fn validate(
+    spec: &SmtpSettingsSpec,
+    namespace: &str,
+    referenced: &Referenced,
+    options: &Options,
+) -> Result<Plan, Invalid> {
     let port = u16::try_from(spec.port)
         .ok()
         .filter(|p| *p != 0)
         .ok_or_else(|| Invalid::new(Reason::InvalidSpec, format!("port {} is outside 1-65535", spec.port)))?;
-    let server = spec.server.trim();
-    let ip_literal = server.parse::<std::net::IpAddr>().is_ok()
-        || (server.starts_with('[') && server.ends_with(']') && server[1..server.len() - 1].parse::<std::net::IpAddr>().is_ok());
-    if server.is_empty() || (!ip_literal && server.contains(|c: char| c.is_whitespace() || "/@:[]".contains(c))) {
+    // Policy first: a refused port or address costs no DNS and no connection.
+    if !options.allowed_ports.is_empty() && !options.allowed_ports.contains(&port) {
         return Err(Invalid::new(
-            Reason::InvalidSpec,
-            format!("server {:?} must be a host name or IP literal without scheme, port or path", spec.server),
+            Reason::PortNotAllowed,
+            format!(
+                "port {port} is not in the operator's allowed SMTP ports ({}); use one of them or ask the \
+                 cluster admin to extend --allowed-ports",
+                join_ports(&options.allowed_ports)
+            ),
+        ));
+    }
+    let host = policy::normalize_host(&spec.server)
+        .map_err(|e| Invalid::new(Reason::InvalidSpec, format!("server: {e}")))?;
+    if let Some(ip) = host.ip().filter(|ip| policy::is_denied(&options.denied, *ip)) {
+        return Err(Invalid::new(
+            Reason::DestinationNotAllowed,
+            format!("server {:?} is the address {ip}, which the operator may not connect to (--denied-cidrs)", spec.server),
         ));
     }
     let from_address = parse_from(&spec.from).map_err(|e| {
@@ -323,18 +339,23 @@ pub fn validate(spec: &SmtpSettingsSpec, referenced: &Referenced, options: &Opti
             "auth requires TLS: with tls.mode None the credentials would cross the network in clear text",
         ));
     }
-    if !options.allowed_ports.is_empty() && !options.allowed_ports.contains(&port) {
-        return Err(Invalid::new(
-            Reason::PortNotAllowed,
-            format!(
-                "port {port} is not in the operator's allowed SMTP ports ({}); use one of them or ask the \
-                 cluster admin to extend --allowed-ports",
-                join_ports(&options.allowed_ports)
-            ),
-        ));
-    }
 
     let refs = references(spec);
+    // Secret binding: every credential may go only where its Secret allows.
+    let token_dest = match (&spec.auth.type_, &spec.auth.oauth2) {
+        (AuthType::OAuth2, Some(o)) => Some(token_destination(&o.token_url, options)?),
+        _ => None,
+    };
+    if options.require_secret_binding {
+        for r in refs.iter().filter(|r| r.kind == RefKind::Secret && r.purpose != Purpose::CaBundle) {
+            let (dest_host, dest_port) = match (r.purpose, &token_dest) {
+                (Purpose::Password, _) => (&host, port),
+                (_, Some((h, p))) => (h, *p),
+                _ => continue,
+            };
+            check_binding(referenced, r, dest_host, dest_port, namespace)?;
+        }
+    }
     // the CA bundle first: a broken bundle is reported even when a credential is missing too
     let mut extra_roots = Vec::new();
     for r in refs.iter().filter(|r| r.purpose == Purpose::CaBundle) {
@@ -407,7 +428,8 @@ pub fn validate(spec: &SmtpSettingsSpec, referenced: &Referenced, options: &Opti
     };
 
     let request = CheckRequest {
-        server: server.trim_start_matches('[').trim_end_matches(']').to_string(),
+        // the normalised form: punycode for international names, the plain address for IP literals
+        server: host.to_string(),
         port,
         tls: TlsOptions {
             mode: match spec.tls.mode {
@@ -429,6 +451,56 @@ pub fn validate(spec: &SmtpSettingsSpec, referenced: &Referenced, options: &Opti
         test_message: None,
     };
     Ok(Plan { request, oauth, interval: (!interval.is_zero()).then_some(interval), from_address })
+}
+
+/// The token endpoint's host and port, checked against the token-port allowlist and the denied addresses.
+fn token_destination(token_url: &str, options: &Options) -> Result<(Host, u16), Invalid> {
+    let url = url::Url::parse(token_url)
+        .map_err(|e| Invalid::new(Reason::InvalidSpec, format!("auth.oauth2.tokenUrl {token_url:?} is not a URL: {e}")))?;
+    if url.scheme() != "https" {
+        return Err(Invalid::new(Reason::InvalidSpec, "auth.oauth2.tokenUrl must be an https:// URL"));
+    }
+    let port = url.port_or_known_default().unwrap_or(443);
+    if !options.allowed_token_ports.is_empty() && !options.allowed_token_ports.contains(&port) {
+        return Err(Invalid::new(
+            Reason::PortNotAllowed,
+            format!(
+                "tokenUrl port {port} is not in the operator's allowed token ports ({}); ask the cluster admin to \
+                 extend --allowed-token-ports",
+                join_ports(&options.allowed_token_ports)
+            ),
+        ));
+    }
+    let raw_host = url.host_str().unwrap_or_default();
+    let host = policy::normalize_host(raw_host)
+        .map_err(|e| Invalid::new(Reason::InvalidSpec, format!("auth.oauth2.tokenUrl host: {e}")))?;
+    if let Some(ip) = host.ip().filter(|ip| policy::is_denied(&options.denied, *ip)) {
+        return Err(Invalid::new(
+            Reason::DestinationNotAllowed,
+            format!("tokenUrl host is the address {ip}, which the operator may not connect to (--denied-cidrs)"),
+        ));
+    }
+    Ok((host, port))
+}
+
+/// Refuses a Secret whose `smtp-operator.io/allowed-servers` does not list the destination.
+fn check_binding(referenced: &Referenced, r: &Reference, host: &Host, port: u16, namespace: &str) -> Result<(), Invalid> {
+    let Some(obj) = referenced.objects.get(&(r.kind, r.name.clone())) else {
+        return Ok(()); // reported as SecretNotFound where the value is needed
+    };
+    let existing = obj.annotations.get(policy::ALLOWED_SERVERS_ANNOTATION).map(String::as_str);
+    let allowed = existing.map(|v| policy::parse_allowed_servers(v).0).unwrap_or_default();
+    if policy::allows(&allowed, host, port) {
+        return Ok(());
+    }
+    Err(Invalid::new(
+        Reason::CredentialsNotBoundToServer,
+        format!(
+            "the {} is not sent: {}",
+            r.purpose.describe(),
+            policy::credentials_not_bound_message(&r.name, namespace, host, port, existing)
+        ),
+    ))
 }
 
 fn join_ports(ports: &[u16]) -> String {
@@ -461,7 +533,7 @@ mod tests {
 
     #[test]
     fn basic_spec_builds_a_password_check() {
-        let plan = validate(&basic(), &with_secret("creds", "password", b"pw"), &Options::default()).unwrap();
+        let plan = validate(&basic(), "ns", &with_secret("creds", "password", b"pw"), &Options::default()).unwrap();
         assert_eq!(plan.from_address, "alerts@example.com");
         assert_eq!(plan.request.port, 587);
         assert_eq!(plan.request.tls.mode, TlsMode::StartTls);
@@ -479,13 +551,13 @@ mod tests {
 
     #[test]
     fn missing_secret_key_and_empty_value_have_precise_reasons() {
-        let e = validate(&basic(), &Referenced::default(), &Options::default()).unwrap_err();
+        let e = validate(&basic(), "ns", &Referenced::default(), &Options::default()).unwrap_err();
         assert_eq!(e.reason, Reason::SecretNotFound);
         assert!(e.message.contains("\"creds\""), "{}", e.message);
-        let e = validate(&basic(), &with_secret("creds", "other", b"x"), &Options::default()).unwrap_err();
+        let e = validate(&basic(), "ns", &with_secret("creds", "other", b"x"), &Options::default()).unwrap_err();
         assert_eq!(e.reason, Reason::SecretKeyNotFound);
         assert!(e.message.contains("other"), "lists existing keys: {}", e.message);
-        let e = validate(&basic(), &with_secret("creds", "password", b""), &Options::default()).unwrap_err();
+        let e = validate(&basic(), "ns", &with_secret("creds", "password", b""), &Options::default()).unwrap_err();
         assert_eq!(e.reason, Reason::InvalidSecretValue);
     }
 
@@ -493,7 +565,7 @@ mod tests {
     fn from_is_parsed_as_rfc5322() {
         let mut s = basic();
         s.from = "Alerts <not an address>".into();
-        let e = validate(&s, &with_secret("creds", "password", b"pw"), &Options::default()).unwrap_err();
+        let e = validate(&s, "ns", &with_secret("creds", "password", b"pw"), &Options::default()).unwrap_err();
         assert_eq!(e.reason, Reason::InvalidFromAddress);
     }
 
@@ -502,7 +574,7 @@ mod tests {
         let opts = Options { allowed_ports: vec![25, 587], ..Default::default() };
         let mut s = basic();
         s.port = 2526;
-        let e = validate(&s, &Referenced::default(), &opts).unwrap_err();
+        let e = validate(&s, "ns", &Referenced::default(), &opts).unwrap_err();
         assert_eq!(e.reason, Reason::PortNotAllowed);
         assert!(e.message.contains("25,587"));
     }
@@ -519,11 +591,11 @@ mod tests {
             (RefKind::ConfigMap, "ca".into()),
             RefObject { data: [("ca.crt".to_string(), b"hello".to_vec())].into(), ..Default::default() },
         );
-        let e = validate(&s, &r, &Options::default()).unwrap_err();
+        let e = validate(&s, "ns", &r, &Options::default()).unwrap_err();
         assert_eq!(e.reason, Reason::InvalidCABundle);
         let garbage = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         r.objects.get_mut(&(RefKind::ConfigMap, "ca".into())).unwrap().data.insert("ca.crt".into(), garbage.to_vec());
-        let e = validate(&s, &r, &Options::default()).unwrap_err();
+        let e = validate(&s, "ns", &r, &Options::default()).unwrap_err();
         assert_eq!(e.reason, Reason::InvalidCABundle);
     }
 

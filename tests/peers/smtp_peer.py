@@ -22,6 +22,7 @@ Flags:
   --reject-data                  reject the message after DATA with 554
   --events PATH                  JSON-lines event log
   --port N                       port to bind (default 0 = any free port)
+  --verbose                      aiosmtpd/asyncio logging on stderr
 """
 
 import argparse
@@ -34,6 +35,7 @@ import email
 import email.policy
 import ipaddress
 import json
+import logging
 import os
 import signal
 import ssl
@@ -44,6 +46,28 @@ import threading
 from aiosmtpd.smtp import SMTP, AuthResult, MISSING
 
 _events_lock = threading.Lock()
+
+
+def _send_tls_alerts_on_handshake_failure():
+    """asyncio's SSLProtocol aborts the transport on a failed handshake without writing what OpenSSL queued,
+    so the client never sees the alert (e.g. protocol_version for a TLS-1.2-only server) and only gets EOF.
+    Real servers (Postfix, Exim, ... on OpenSSL) do send it; flush it first so the peer behaves like them."""
+    import asyncio.sslproto as sslproto
+
+    original = sslproto.SSLProtocol._on_handshake_complete
+
+    def on_handshake_complete(self, handshake_exc):
+        if handshake_exc is not None:
+            try:
+                self._process_outgoing()
+            except Exception:  # the transport may already be gone
+                pass
+        return original(self, handshake_exc)
+
+    sslproto.SSLProtocol._on_handshake_complete = on_handshake_complete
+
+
+_send_tls_alerts_on_handshake_failure()
 
 
 class Events:
@@ -250,7 +274,12 @@ def main():
     p.add_argument("--reject-data", action="store_true")
     p.add_argument("--events")
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--verbose", action="store_true", help="aiosmtpd/asyncio logs on stderr")
     args = p.parse_args()
+
+    # Expected failures (refused handshakes, dropped connections) would otherwise print tracebacks into the
+    # test output.
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.CRITICAL)
 
     events = Events(args.events)
     mechs = {m.strip().upper() for m in args.auth.split(",") if m.strip()}
@@ -286,7 +315,8 @@ def main():
             and auth_data.password == args.password.encode()
         )
         events.emit("auth", mechanism=mechanism, user=login, success=ok)
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd answers a failure with "535 5.7.8 Authentication credentials invalid"
+        return AuthResult(success=ok, handled=False)
 
     handler = Handler(args, events)
 
@@ -322,6 +352,8 @@ def main():
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    if not args.verbose:
+        loop.set_exception_handler(lambda _loop, _ctx: None)
     server = loop.run_until_complete(
         loop.create_server(
             factory, host="127.0.0.1", port=args.port,

@@ -3,12 +3,12 @@
 
 mod support;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 
 use support::kube::{TestNamespace, client};
+use support::operator::install_crd;
 
 #[test]
 fn crds_dir_is_the_generated_crd() {
@@ -18,29 +18,6 @@ fn crds_dir_is_the_generated_crd() {
         on_disk == smtp_operator::crdgen::crd_yaml(),
         "crds/smtpsettings.yaml is stale: run `cargo run -- crd > crds/smtpsettings.yaml`"
     );
-}
-
-/// Applies the CRD (server-side) and waits until it is established.
-pub async fn install_crd(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&smtp_operator::crdgen::crd_yaml()).unwrap();
-    crds.patch("smtpsettings.smtp-operator.io", &PatchParams::apply("smtp-operator-tests").force(), &Patch::Apply(&crd))
-        .await
-        .expect("apply CRD");
-    for _ in 0..100 {
-        let c = crds.get("smtpsettings.smtp-operator.io").await.unwrap();
-        let established = c
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        if established {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("CRD not established");
 }
 
 fn smtp_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {

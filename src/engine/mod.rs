@@ -190,6 +190,20 @@ pub struct Report {
     pub test_message_reply: Option<String>,
 }
 
+impl Report {
+    /// True when every step passed.
+    pub fn succeeded(&self) -> bool {
+        self.outcome.is_ok()
+    }
+}
+
+/// Runs one check. Never panics; every failure is a [`Failure`] in the report.
+pub async fn run(request: &CheckRequest) -> Report {
+    let mut progress = session::Progress::new();
+    let outcome = session::check(request, &mut progress).await;
+    progress.into_report(outcome)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,18 +227,4 @@ mod tests {
         assert!(net("0.0.0.0", 0).contains("8.8.8.8".parse().unwrap()));
         assert!(!net("0.0.0.0", 32).contains("0.0.0.1".parse().unwrap()));
     }
-}
-
-impl Report {
-    /// True when every step passed.
-    pub fn succeeded(&self) -> bool {
-        self.outcome.is_ok()
-    }
-}
-
-/// Runs one check. Never panics; every failure is a [`Failure`] in the report.
-pub async fn run(request: &CheckRequest) -> Report {
-    let mut progress = session::Progress::new();
-    let outcome = session::check(request, &mut progress).await;
-    progress.into_report(outcome)
 }

@@ -12,8 +12,8 @@ use lettre::transport::smtp::response::Response;
 
 use super::reply::{self, Redactor, display};
 use super::stream::{DeadlineStream, MAX_LINE_BYTES, StreamHandle, Transport};
-use super::{dial, message, sasl, tls};
 use super::{CheckRequest, Credentials, Failure, Reason, Reply, Report, Step, TlsMode};
+use super::{dial, message, sasl, tls};
 
 /// What a command can end in besides a positive reply.
 pub(crate) enum StepError {
@@ -69,7 +69,12 @@ impl Smtp {
 }
 
 fn fail(step: Step, reason: Reason, message: String, reply: Option<Reply>) -> Failure {
-    Failure { step, reason, message, reply }
+    Failure {
+        step,
+        reason,
+        message,
+        reply,
+    }
 }
 
 fn timed_out(step: Step, timeout: Duration) -> Failure {
@@ -104,7 +109,9 @@ fn lettre_error(
         return StepError::Broken(fail(
             step,
             Reason::ProtocolError,
-            format!("the server sent a reply line longer than {MAX_LINE_BYTES} bytes during {step}; this is not an SMTP server speaking normally"),
+            format!(
+                "the server sent a reply line longer than {MAX_LINE_BYTES} bytes during {step}; this is not an SMTP server speaking normally"
+            ),
             None,
         ));
     }
@@ -112,7 +119,9 @@ fn lettre_error(
         return StepError::Broken(fail(
             step,
             Reason::ConnectionFailed,
-            format!("the server closed the connection during {step}; check the server's logs (it may limit connections or require TLS)"),
+            format!(
+                "the server closed the connection during {step}; check the server's logs (it may limit connections or require TLS)"
+            ),
             None,
         ));
     }
@@ -129,7 +138,9 @@ fn lettre_error(
         ));
     }
     // network errors: the io::Error is the source
-    let detail = std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
+    let detail = std::error::Error::source(e)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| e.to_string());
     StepError::Broken(fail(
         step,
         Reason::ConnectionFailed,
@@ -159,19 +170,20 @@ pub(crate) fn parse_ehlo<'a>(lines: impl IntoIterator<Item = &'a str>) -> EhloIn
             continue;
         } else if upper == "AUTH" {
             words.collect()
-        } else if let Some(first) = upper.strip_prefix("AUTH=") {
-            // old-style "AUTH=LOGIN PLAIN" (some servers send both forms)
-            let rest: Vec<&str> = words.collect();
+        } else if upper.starts_with("AUTH=") {
+            // old-style "AUTH=LOGIN PLAIN" (some servers send both forms); the prefix is ASCII
             let mut v = vec![&keyword[5..]];
-            let _ = first;
-            v.extend(rest);
+            v.extend(words);
             v
         } else {
             continue;
         };
         for m in mechs {
             let m = m.to_ascii_uppercase();
-            if !m.is_empty() && m.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') && !info.auth.contains(&m) {
+            if !m.is_empty()
+                && m.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && !info.auth.contains(&m)
+            {
                 info.auth.push(m);
             }
         }
@@ -271,8 +283,15 @@ pub(crate) async fn check(req: &CheckRequest, p: &mut Progress) -> Result<(), Fa
     let tls_setup = match req.tls.mode {
         TlsMode::None => None,
         mode => {
-            let step = if mode == TlsMode::ImplicitTls { Step::Tls } else { Step::StartTls };
-            Some((tls::client_config(&req.tls, step)?, tls::server_name(&req.server, step)?))
+            let step = if mode == TlsMode::ImplicitTls {
+                Step::Tls
+            } else {
+                Step::StartTls
+            };
+            Some((
+                tls::client_config(&req.tls, step)?,
+                tls::server_name(&req.server, step)?,
+            ))
         }
     };
 
@@ -299,7 +318,11 @@ pub(crate) async fn check(req: &CheckRequest, p: &mut Progress) -> Result<(), Fa
 
     // --- greeting + first EHLO (one lettre call; split by the moment the client first wrote)
     p.step(Step::Greeting);
-    let helo = if req.helo_name.trim().is_empty() { "localhost".to_owned() } else { req.helo_name.trim().to_owned() };
+    let helo = if req.helo_name.trim().is_empty() {
+        "localhost".to_owned()
+    } else {
+        req.helo_name.trim().to_owned()
+    };
     let client_id = ClientId::Domain(helo);
     let connected = tokio::time::timeout(
         req.timeout.saturating_mul(2),
@@ -309,7 +332,11 @@ pub(crate) async fn check(req: &CheckRequest, p: &mut Progress) -> Result<(), Fa
     if let Some(at) = handle.first_write_at() {
         p.step_at(Step::Ehlo, at);
     }
-    let step = if handle.has_written() { Step::Ehlo } else { Step::Greeting };
+    let step = if handle.has_written() {
+        Step::Ehlo
+    } else {
+        Step::Greeting
+    };
     let conn = match connected {
         Ok(Ok(conn)) => conn,
         Err(_) => return Err(timed_out(step, req.timeout)),
@@ -319,20 +346,31 @@ pub(crate) async fn check(req: &CheckRequest, p: &mut Progress) -> Result<(), Fa
                 StepError::Rejected(r) if step == Step::Greeting => fail(
                     step,
                     Reason::ServerRejected,
-                    format!("the server refused the session in its greeting: {}; check that this client may connect (IP allow-lists, limits)", display(&r)),
+                    format!(
+                        "the server refused the session in its greeting: {}; check that this client may connect (IP allow-lists, limits)",
+                        display(&r)
+                    ),
                     Some(r),
                 ),
                 StepError::Rejected(r) => fail(
                     step,
                     Reason::ServerRejected,
-                    format!("the server rejected EHLO: {}; check the HELO name and the server's policy", display(&r)),
+                    format!(
+                        "the server rejected EHLO: {}; check the HELO name and the server's policy",
+                        display(&r)
+                    ),
                     Some(r),
                 ),
             });
         }
     };
     let ehlo = parse_ehlo_raw(&handle.last_reply_bytes().0);
-    let mut smtp = Smtp { conn, handle, timeout: req.timeout, redactor };
+    let mut smtp = Smtp {
+        conn,
+        handle,
+        timeout: req.timeout,
+        redactor,
+    };
 
     let result = dialogue(req, p, &mut smtp, ehlo, &client_id, tls_setup, prepared).await;
     match &result {
@@ -354,7 +392,10 @@ async fn dialogue(
     smtp: &mut Smtp,
     mut ehlo: EhloInfo,
     client_id: &ClientId,
-    tls_setup: Option<(std::sync::Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)>,
+    tls_setup: Option<(
+        std::sync::Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
     prepared: Option<message::Prepared>,
 ) -> Result<(), Failure> {
     if req.tls.mode == TlsMode::StartTls {
@@ -371,27 +412,18 @@ async fn dialogue(
                 None,
             ));
         }
-        let r = match smtp.cmd(Step::StartTls, Starttls).await {
-            Ok(r) => r,
-            Err(StepError::Rejected(r)) => {
-                return Err(fail(
-                    Step::StartTls,
-                    Reason::StartTlsNotOffered,
-                    format!("the server advertised STARTTLS but refused it: {}; check the server's TLS setup", display(&r)),
-                    Some(r),
-                ));
-            }
-            Err(StepError::Broken(f)) => return Err(f),
-        };
-        if u16::from(r.code()) != 220 {
-            let reply = smtp.reply_of(&r);
-            return Err(fail(
+        expect(smtp, Step::StartTls, Starttls, &[220], |r| {
+            fail(
                 Step::StartTls,
-                Reason::ProtocolError,
-                format!("expected 220 to STARTTLS, the server replied {}", display(&reply)),
-                Some(reply),
-            ));
-        }
+                Reason::StartTlsNotOffered,
+                format!(
+                    "the server advertised STARTTLS but refused it: {}; check the server's TLS setup",
+                    display(&r)
+                ),
+                Some(r),
+            )
+        })
+        .await?;
         // Anything the server sent after its 220 would be read as if it came over TLS (STARTTLS command
         // injection, CVE-2011-0411 style): refuse.
         let (raw, overflow) = smtp.handle.last_reply_bytes();
@@ -406,37 +438,35 @@ async fn dialogue(
             ));
         }
         let Some((config, name)) = tls_setup else {
-            return Err(fail(Step::StartTls, Reason::TlsHandshakeFailed, "no TLS configuration".into(), None));
+            return Err(fail(
+                Step::StartTls,
+                Reason::TlsHandshakeFailed,
+                "no TLS configuration".into(),
+                None,
+            ));
         };
         let tcp = smtp.handle.take_plain().map_err(|e| {
-            fail(Step::StartTls, Reason::TlsHandshakeFailed, format!("cannot start TLS: {e}"), None)
+            fail(
+                Step::StartTls,
+                Reason::TlsHandshakeFailed,
+                format!("cannot start TLS: {e}"),
+                None,
+            )
         })?;
         let (tls_stream, version) = tls::handshake(tcp, config, name, req.timeout, Step::StartTls).await?;
         smtp.handle.install_tls(tls_stream);
         p.tls_version = Some(version);
 
         p.step(Step::Ehlo);
-        let r = match smtp.cmd(Step::Ehlo, Ehlo::new(client_id.clone())).await {
-            Ok(r) => r,
-            Err(StepError::Rejected(r)) => {
-                return Err(fail(
-                    Step::Ehlo,
-                    Reason::ServerRejected,
-                    format!("the server rejected EHLO after STARTTLS: {}", display(&r)),
-                    Some(r),
-                ));
-            }
-            Err(StepError::Broken(f)) => return Err(f),
-        };
-        if u16::from(r.code()) != 250 {
-            let reply = smtp.reply_of(&r);
-            return Err(fail(
+        let r = expect(smtp, Step::Ehlo, Ehlo::new(client_id.clone()), &[250], |r| {
+            fail(
                 Step::Ehlo,
-                Reason::ProtocolError,
-                format!("expected 250 to EHLO, the server replied {}", display(&reply)),
-                Some(reply),
-            ));
-        }
+                Reason::ServerRejected,
+                format!("the server rejected EHLO after STARTTLS: {}", display(&r)),
+                Some(r),
+            )
+        })
+        .await?;
         ehlo = parse_ehlo(r.message());
     }
     p.server_mechanisms = ehlo.auth.clone();
@@ -453,27 +483,35 @@ async fn dialogue(
     // --- test email
     if let Some(m) = prepared {
         p.step(Step::MailFrom);
-        let r = expect(smtp, Step::MailFrom, Mail::new(Some(m.envelope_from.clone()), vec![]), &[250], |r| {
-            fail(
-                Step::MailFrom,
-                Reason::SenderRejected,
-                format!(
-                    "the server rejected the sender <{}>: {}; spec.from must be an address the account may send as",
-                    m.envelope_from,
-                    display(&r)
-                ),
-                Some(r),
-            )
-        })
+        expect(
+            smtp,
+            Step::MailFrom,
+            Mail::new(Some(m.envelope_from.clone()), vec![]),
+            &[250],
+            |r| {
+                fail(
+                    Step::MailFrom,
+                    Reason::SenderRejected,
+                    format!(
+                        "the server rejected the sender <{}>: {}; spec.from must be an address the account may send as",
+                        m.envelope_from,
+                        display(&r)
+                    ),
+                    Some(r),
+                )
+            },
+        )
         .await?;
-        let _ = r;
         p.step(Step::RcptTo);
         for rcpt in &m.recipients {
             expect(smtp, Step::RcptTo, Rcpt::new(rcpt.clone(), vec![]), &[250, 251], |r| {
                 fail(
                     Step::RcptTo,
                     Reason::RecipientRejected,
-                    format!("the server rejected the recipient <{rcpt}>: {}; check spec.testEmail.to", display(&r)),
+                    format!(
+                        "the server rejected the recipient <{rcpt}>: {}; check spec.testEmail.to",
+                        display(&r)
+                    ),
                     Some(r),
                 )
             })
@@ -569,7 +607,10 @@ mod tests {
         p.step(Step::Resolve);
         p.step(Step::Connect);
         let r = p.into_report(Ok(()));
-        assert_eq!(r.step_durations.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [Step::Policy, Step::Resolve, Step::Connect]);
+        assert_eq!(
+            r.step_durations.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            [Step::Policy, Step::Resolve, Step::Connect]
+        );
         assert_eq!(r.last_step, Step::Connect);
     }
 }

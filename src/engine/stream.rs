@@ -77,7 +77,10 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 
 impl DeadlineStream {
     pub(crate) fn new(transport: Transport, peer: SocketAddr, timeout: Duration) -> (Self, StreamHandle) {
-        let shared = Arc::new(Mutex::new(Shared { transport, stats: Stats::default() }));
+        let shared = Arc::new(Mutex::new(Shared {
+            transport,
+            stats: Stats::default(),
+        }));
         let stream = DeadlineStream {
             shared: shared.clone(),
             timeout,
@@ -140,16 +143,25 @@ impl StreamHandle {
 
 impl fmt::Debug for DeadlineStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeadlineStream").field("peer", &self.peer).field("timeout", &self.timeout).finish()
+        f.debug_struct("DeadlineStream")
+            .field("peer", &self.peer)
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
 fn gone() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "the connection is being upgraded to TLS or was lost")
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the connection is being upgraded to TLS or was lost",
+    )
 }
 
 fn timed_out(what: &str, timeout: Duration) -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, format!("no progress on {what} within {}", crate::duration::format(timeout)))
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no progress on {what} within {}", crate::duration::format(timeout)),
+    )
 }
 
 /// Polls the deadline `slot` (arming it when empty). Ready(err) when it expired.
@@ -213,10 +225,12 @@ impl AsyncRead for DeadlineStream {
                 this.read_deadline = None;
                 Poll::Ready(r)
             }
-            Poll::Pending => match poll_deadline(&mut this.read_deadline, this.timeout, cx, "reading from the server") {
-                Poll::Ready(e) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                match poll_deadline(&mut this.read_deadline, this.timeout, cx, "reading from the server") {
+                    Poll::Ready(e) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 }
@@ -252,14 +266,14 @@ impl AsyncWrite for DeadlineStream {
             Transport::Tls(t) => Pin::new(t.as_mut()).poll_write(cx, data),
             Transport::Gone => Poll::Ready(Err(gone())),
         });
-        if let Poll::Ready(Ok(n)) = &r {
-            if *n > 0 {
-                let mut s = lock(&shared);
-                s.stats.bytes_written += *n as u64;
-                s.stats.first_write_at.get_or_insert_with(Instant::now);
-                s.stats.since_write.clear();
-                s.stats.since_write_overflow = false;
-            }
+        if let Poll::Ready(Ok(n)) = &r
+            && *n > 0
+        {
+            let mut s = lock(&shared);
+            s.stats.bytes_written += *n as u64;
+            s.stats.first_write_at.get_or_insert_with(Instant::now);
+            s.stats.since_write.clear();
+            s.stats.since_write_overflow = false;
         }
         r
     }

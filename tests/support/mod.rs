@@ -1,1 +1,4 @@
+#![allow(dead_code)]
+pub mod kube;
+pub mod operator;
 pub mod smtp_peer;

@@ -8,6 +8,7 @@
 
 pub mod reason;
 pub mod secret;
+pub mod token;
 
 pub use reason::{Reason, Step};
 pub use secret::SecretValue;

@@ -14,6 +14,7 @@ pub mod cache;
 pub mod http;
 pub mod jwt;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -155,7 +156,7 @@ pub async fn request_token(req: &TokenRequest) -> Result<AccessToken, TokenError
     let endpoint = format!("https://{}{}", target.authority(), target.path_and_query.split('?').next().unwrap_or(""));
 
     let mut secrets: Vec<SecretValue> = Vec::new();
-    let status = AtomicU16::new(0);
+    let status = Arc::new(AtomicU16::new(0));
     let result: Result<BasicTokenResponse, RequestTokenError<HttpError, BasicErrorResponse>> = match &req.grant {
         Grant::ClientCredentials { client_secret } | Grant::RefreshToken { client_secret, .. } => {
             let token_url = TokenUrl::new(req.token_url.clone())
@@ -171,11 +172,16 @@ pub async fn request_token(req: &TokenRequest) -> Result<AccessToken, TokenError
                 oauth = oauth.set_client_secret(ClientSecret::new(utf8(client_secret, "client secret")?));
             }
             let scopes = req.scopes.iter().map(|s| Scope::new(s.clone()));
-            let (c, s) = (&client, &status);
-            let send = move |r: ::http::Request<Vec<u8>>| async move {
-                let resp = c.send(r).await?;
-                s.store(resp.status().as_u16(), Ordering::Relaxed);
-                Ok::<_, HttpError>(resp)
+            // Owned handles, not borrows: a closure returning a future that borrows its captures makes the
+            // whole future non-`Send` (higher-ranked lifetime), and callers spawn it.
+            let (c, s) = (client.clone(), status.clone());
+            let send = move |r: ::http::Request<Vec<u8>>| {
+                let (c, s) = (c.clone(), s.clone());
+                async move {
+                    let resp = c.send(r).await?;
+                    s.store(resp.status().as_u16(), Ordering::Relaxed);
+                    Ok::<_, HttpError>(resp)
+                }
             };
             match &req.grant {
                 Grant::RefreshToken { refresh_token, .. } => {

@@ -15,6 +15,7 @@ pub mod secret;
 mod session;
 mod stream;
 mod tls;
+pub mod token;
 
 pub use reason::{Reason, Step};
 pub use secret::SecretValue;

@@ -2,3 +2,4 @@
 pub mod kube;
 pub mod operator;
 pub mod smtp_peer;
+pub mod oauth;

@@ -1,0 +1,349 @@
+//! The token client and cache against a real Authlib authorization server (tests/peers/oauth_server.py).
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use smtp_operator::engine::token::{AccessToken, ClientAuth, Grant, TokenCache, TokenError, TokenRequest, request_token};
+use smtp_operator::engine::{DialPolicy, IpNet, Reason, SecretValue, Step};
+use support::oauth::OAuthServer;
+
+const POST_SECRET: &str = "post-secret-7f3a9c";
+const BASIC_SECRET: &str = "basic-secret-b81e2d";
+const REFRESH_TOKEN: &str = "refresh-token-5d0c44";
+const USER: &str = "alerts@example.test";
+
+fn clients() -> Value {
+    json!({"clients": [
+        {"client_id": "post-client", "client_secret": POST_SECRET, "token_endpoint_auth_method": "client_secret_post",
+         "grant_types": ["client_credentials", "refresh_token"], "user": USER, "refresh_tokens": [REFRESH_TOKEN],
+         "scope": "smtp.send mail.read"},
+        {"client_id": "basic-client", "client_secret": BASIC_SECRET, "token_endpoint_auth_method": "client_secret_basic",
+         "grant_types": ["client_credentials", "refresh_token"], "user": USER, "refresh_tokens": ["basic-refresh-1"]},
+        {"client_id": "short-client", "client_secret": BASIC_SECRET, "token_endpoint_auth_method": "client_secret_basic",
+         "grant_types": ["client_credentials"], "user": USER, "expires_in": 2},
+        {"client_id": "jwt-client", "token_endpoint_auth_method": "none",
+         "grant_types": ["urn:ietf:params:oauth:grant-type:jwt-bearer"], "subjects": [USER], "jwt_key": true},
+        {"client_id": "other-jwt-client", "token_endpoint_auth_method": "none",
+         "grant_types": ["urn:ietf:params:oauth:grant-type:jwt-bearer"], "subjects": [USER], "jwt_key": true}
+    ]})
+}
+
+fn loopback_policy() -> DialPolicy {
+    // the peer runs on loopback; the production default denies it
+    DialPolicy { allowed_ports: vec![], denied: vec![] }
+}
+
+fn cc(server: &OAuthServer, client: &str, secret: &str, auth: ClientAuth) -> TokenRequest {
+    TokenRequest {
+        token_url: server.token_url.clone(),
+        client_id: client.into(),
+        grant: Grant::ClientCredentials { client_secret: SecretValue::new(secret) },
+        scopes: vec![],
+        client_auth: auth,
+        extra_roots: vec![server.ca_der.clone()],
+        timeout: Duration::from_secs(10),
+        policy: loopback_policy(),
+    }
+}
+
+fn jwt(server: &OAuthServer, client: &str, key_file: &std::path::Path) -> TokenRequest {
+    TokenRequest {
+        grant: Grant::JwtBearer {
+            private_key: SecretValue::new(std::fs::read(key_file).unwrap()),
+            subject: USER.into(),
+        },
+        ..cc(server, client, "", ClientAuth::RequestBody)
+    }
+}
+
+/// The error must carry none of these values.
+fn assert_clean(e: &TokenError, secrets: &[&str]) {
+    eprintln!("{:?} {:?}: {}", e.step, e.reason, e.message);
+    for s in secrets {
+        assert!(!e.message.contains(s), "message leaks a secret: {}", e.message);
+    }
+    assert!(!format!("{e:?}").contains("-----BEGIN"), "message leaks key material");
+}
+
+fn assert_token(t: &AccessToken, expires: u64) {
+    assert!(t.token.expose().len() >= 20, "an access token");
+    assert_eq!(t.expires_in, Some(Duration::from_secs(expires)));
+}
+
+#[tokio::test]
+async fn client_credentials_with_request_body_and_scopes() {
+    let s = OAuthServer::start(&clients());
+    let mut req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
+    req.scopes = vec!["smtp.send".into(), "mail.read".into()];
+    let t = request_token(&req).await.expect("token");
+    assert_token(&t, 3600);
+    assert_eq!(s.tokens_issued("post-client"), 1);
+    assert!(!s.events_text().contains(POST_SECRET));
+    assert!(!s.events_text().contains(t.token.expose_str().unwrap()), "peer must not log tokens either");
+}
+
+#[tokio::test]
+async fn client_credentials_with_basic_auth() {
+    let s = OAuthServer::start(&clients());
+    let t = request_token(&cc(&s, "basic-client", BASIC_SECRET, ClientAuth::BasicAuth)).await.expect("token");
+    assert_token(&t, 3600);
+    assert_eq!(s.tokens_issued("basic-client"), 1);
+}
+
+#[tokio::test]
+async fn refresh_token_grant_with_both_client_auth_methods() {
+    let s = OAuthServer::start(&clients());
+    let mut req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
+    req.grant = Grant::RefreshToken {
+        client_secret: SecretValue::new(POST_SECRET),
+        refresh_token: SecretValue::new(REFRESH_TOKEN),
+    };
+    assert_token(&request_token(&req).await.expect("token"), 3600);
+    let mut req = cc(&s, "basic-client", BASIC_SECRET, ClientAuth::BasicAuth);
+    req.grant = Grant::RefreshToken {
+        client_secret: SecretValue::new(BASIC_SECRET),
+        refresh_token: SecretValue::new("basic-refresh-1"),
+    };
+    assert_token(&request_token(&req).await.expect("token"), 3600);
+    let ev = s.events();
+    let grants: Vec<&str> =
+        ev.iter().filter(|e| e["event"] == "token").map(|e| e["grant"].as_str().unwrap()).collect();
+    assert_eq!(grants, ["refresh_token", "refresh_token"]);
+
+    // a refresh token of another client is refused
+    let mut req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
+    req.grant = Grant::RefreshToken {
+        client_secret: SecretValue::new(POST_SECRET),
+        refresh_token: SecretValue::new("basic-refresh-1"),
+    };
+    let e = request_token(&req).await.unwrap_err();
+    assert_eq!(e.reason, Reason::TokenRequestFailed);
+    assert!(e.message.contains("invalid_grant"), "{}", e.message);
+    assert_clean(&e, &[POST_SECRET, "basic-refresh-1"]);
+}
+
+#[tokio::test]
+async fn jwt_bearer_with_pkcs8_pem_and_service_account_json() {
+    let s = OAuthServer::start(&clients());
+    let (pem, sa) = s.keys["jwt-client"].clone();
+    assert_token(&request_token(&jwt(&s, "jwt-client", &pem)).await.expect("token from PEM"), 3600);
+    assert_token(&request_token(&jwt(&s, "jwt-client", &sa)).await.expect("token from JSON key"), 3600);
+    let ev = s.events();
+    assert!(
+        ev.iter()
+            .filter(|e| e["event"] == "token")
+            .all(|e| e["grant"] == "urn:ietf:params:oauth:grant-type:jwt-bearer" && e["result"] == "ok")
+    );
+    assert_eq!(s.tokens_issued("jwt-client"), 2);
+}
+
+#[tokio::test]
+async fn jwt_bearer_signed_with_the_wrong_key_is_refused() {
+    let s = OAuthServer::start(&clients());
+    let (other_key, _) = s.keys["other-jwt-client"].clone();
+    let e = request_token(&jwt(&s, "jwt-client", &other_key)).await.unwrap_err();
+    assert_eq!((e.step, e.reason), (Step::Token, Reason::TokenRequestFailed));
+    assert!(e.message.contains("invalid_grant"), "{}", e.message);
+    assert!(!e.message.contains("eyJ"), "no assertion in the message: {}", e.message);
+    assert_clean(&e, &[]);
+
+    // a subject the client may not act for
+    let (key, _) = s.keys["jwt-client"].clone();
+    let mut req = jwt(&s, "jwt-client", &key);
+    req.grant = Grant::JwtBearer {
+        private_key: SecretValue::new(std::fs::read(&key).unwrap()),
+        subject: "ceo@example.test".into(),
+    };
+    let e = request_token(&req).await.unwrap_err();
+    assert_eq!(e.reason, Reason::TokenRequestFailed);
+    assert!(!e.message.contains("eyJ"), "{}", e.message);
+
+    // not a key at all: refused before sending
+    let mut req = jwt(&s, "jwt-client", &key);
+    req.grant = Grant::JwtBearer { private_key: SecretValue::new("hunter2-not-a-key"), subject: USER.into() };
+    let e = request_token(&req).await.unwrap_err();
+    assert_eq!(e.reason, Reason::InvalidSecretValue);
+    assert_clean(&e, &["hunter2"]);
+    assert_eq!(s.token_requests("jwt-client"), 2, "the unusable key sent nothing");
+}
+
+#[tokio::test]
+async fn wrong_client_secret_is_invalid_client() {
+    let s = OAuthServer::start(&clients());
+    let wrong = "wrong-secret-0d9f1e";
+    let e = request_token(&cc(&s, "post-client", wrong, ClientAuth::RequestBody)).await.unwrap_err();
+    assert_eq!((e.step, e.reason), (Step::Token, Reason::TokenRequestFailed));
+    assert!(e.message.contains("invalid_client"), "{}", e.message);
+    assert!(e.message.contains("HTTP 4"), "status in message: {}", e.message);
+    assert_clean(&e, &[wrong, POST_SECRET]);
+    assert_eq!(s.token_requests("post-client"), 1);
+    assert_eq!(s.tokens_issued("post-client"), 0);
+    assert!(!s.events_text().contains(wrong));
+}
+
+#[tokio::test]
+async fn wrong_client_auth_method_against_strict_clients() {
+    let s = OAuthServer::start(&clients());
+    // secret right, method wrong, both ways round
+    let e = request_token(&cc(&s, "post-client", POST_SECRET, ClientAuth::BasicAuth)).await.unwrap_err();
+    assert_eq!(e.reason, Reason::TokenRequestFailed);
+    assert!(e.message.contains("invalid_client"), "{}", e.message);
+    assert_clean(&e, &[POST_SECRET]);
+    let e = request_token(&cc(&s, "basic-client", BASIC_SECRET, ClientAuth::RequestBody)).await.unwrap_err();
+    assert_eq!(e.reason, Reason::TokenRequestFailed);
+    assert!(e.message.contains("invalid_client"), "{}", e.message);
+    assert_clean(&e, &[BASIC_SECRET]);
+    assert_eq!(s.tokens_issued("post-client") + s.tokens_issued("basic-client"), 0);
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let s = OAuthServer::start(&clients());
+    let mut req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
+    req.token_url = s.redirect_url.clone();
+    let e = request_token(&req).await.unwrap_err();
+    assert_eq!(e.reason, Reason::TokenRequestFailed);
+    assert!(e.message.contains("302"), "{}", e.message);
+    assert!(e.message.contains("127.0.0.1"), "names the Location host: {}", e.message);
+    assert!(e.message.contains("not followed"), "{}", e.message);
+    assert_clean(&e, &[POST_SECRET]);
+    assert_eq!(s.http_paths(), ["/redirect"], "the redirect target was never requested");
+}
+
+#[tokio::test]
+async fn plain_http_is_refused_before_connecting() {
+    let s = OAuthServer::start(&clients());
+    let mut req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
+    req.token_url = s.token_url.replacen("https://", "http://", 1);
+    let e = request_token(&req).await.unwrap_err();
+    assert_eq!(e.reason, Reason::TokenRequestFailed);
+    assert!(e.message.contains("https"), "{}", e.message);
+    assert!(s.http_paths().is_empty());
+}
+
+#[tokio::test]
+async fn port_not_allowed_sends_nothing() {
+    let s = OAuthServer::start(&clients());
+    let mut req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
+    req.policy.allowed_ports = vec![443];
+    let e = request_token(&req).await.unwrap_err();
+    assert_eq!((e.step, e.reason), (Step::Policy, Reason::PortNotAllowed));
+    assert!(e.message.contains(&s.port.to_string()), "{}", e.message);
+    // the cache passes the refusal through and does not count it as sent to the endpoint's benefit
+    let cache = TokenCache::new();
+    let e = cache.get(&req, "v1").await.unwrap_err();
+    assert_eq!(e.reason, Reason::PortNotAllowed);
+    assert!(s.http_paths().is_empty(), "no request reached the peer");
+
+    req.policy.allowed_ports = vec![s.port];
+    request_token(&req).await.expect("allowed port works");
+}
+
+#[tokio::test]
+async fn denied_destination_sends_nothing() {
+    let s = OAuthServer::start(&clients());
+    for url in [s.token_url.clone(), s.token_url.replacen("127.0.0.1", "localhost", 1)] {
+        let mut req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
+        req.token_url = url;
+        req.policy.denied =
+            vec![IpNet { addr: "127.0.0.0".parse().unwrap(), prefix: 8 }, IpNet { addr: "::1".parse().unwrap(), prefix: 128 }];
+        let e = request_token(&req).await.unwrap_err();
+        assert_eq!((e.step, e.reason), (Step::Policy, Reason::DestinationNotAllowed), "{}", e.message);
+    }
+    assert!(s.http_paths().is_empty(), "no request reached the peer");
+}
+
+#[tokio::test]
+async fn host_name_is_verified_and_untrusted_ca_is_refused() {
+    let s = OAuthServer::start(&clients());
+    // by name: resolved once, dialled on the checked address, verified as "localhost"
+    let mut req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
+    req.token_url = s.token_url.replacen("127.0.0.1", "localhost", 1);
+    request_token(&req).await.expect("token via host name");
+
+    let mut req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
+    req.extra_roots = vec![];
+    let e = request_token(&req).await.unwrap_err();
+    assert_eq!(e.reason, Reason::TokenRequestFailed);
+    assert!(e.message.contains("TLS") && e.message.to_lowercase().contains("certificate"), "{}", e.message);
+    assert_clean(&e, &[POST_SECRET]);
+    assert_eq!(s.http_paths(), ["/token"], "only the trusted request reached HTTP");
+}
+
+#[tokio::test]
+async fn cache_reuses_a_token_within_its_lifetime() {
+    let s = OAuthServer::start(&clients());
+    let cache = TokenCache::new();
+    let req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
+    let first = cache.get(&req, "v1").await.expect("token");
+    for _ in 0..5 {
+        let t = cache.clone().get(&req, "v1").await.expect("token");
+        assert_eq!(t.token, first.token);
+    }
+    assert_eq!(s.token_requests("post-client"), 1, "exactly one request at the server");
+    assert_eq!((cache.token_requests(), cache.cache_hits()), (1, 5));
+}
+
+#[tokio::test]
+async fn cache_fetches_again_after_a_short_lifetime() {
+    let s = OAuthServer::start(&clients());
+    let cache = TokenCache::new();
+    let req = cc(&s, "short-client", BASIC_SECRET, ClientAuth::BasicAuth);
+    let a = cache.get(&req, "v1").await.expect("token");
+    assert_eq!(a.expires_in, Some(Duration::from_secs(2)));
+    cache.get(&req, "v1").await.expect("token");
+    assert_eq!(s.token_requests("short-client"), 1);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let b = cache.get(&req, "v1").await.expect("token");
+    assert_ne!(a.token, b.token);
+    assert_eq!(s.token_requests("short-client"), 2, "a new token after expiry");
+}
+
+#[tokio::test]
+async fn cache_new_secret_version_means_new_request() {
+    let s = OAuthServer::start(&clients());
+    let cache = TokenCache::new();
+    let req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
+    cache.get(&req, "rv-100").await.expect("token");
+    cache.get(&req, "rv-100").await.expect("token");
+    cache.get(&req, "rv-101").await.expect("token");
+    assert_eq!(s.token_requests("post-client"), 2);
+    assert_eq!(cache.len(), 1, "the old version's entry is dropped");
+    // the new secret version with a wrong secret: fails, and the failure is not cached
+    let bad = cc(&s, "post-client", "rotated-wrong-9a8b", ClientAuth::RequestBody);
+    assert!(cache.get(&bad, "rv-102").await.is_err());
+    assert!(cache.get(&bad, "rv-102").await.is_err());
+    assert_eq!(s.token_requests("post-client"), 4);
+}
+
+#[tokio::test]
+async fn cache_concurrent_requests_share_one_fetch() {
+    let s = OAuthServer::start(&clients());
+    let cache = TokenCache::new();
+    let req = cc(&s, "basic-client", BASIC_SECRET, ClientAuth::BasicAuth);
+    let get = || {
+        let (cache, req) = (cache.clone(), req.clone());
+        async move { cache.get(&req, "v1").await }
+    };
+    let r = tokio::join!(get(), get(), get(), get(), get(), get(), get(), get(), get(), get());
+    let all = [r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9];
+    let first = all[0].as_ref().expect("token").token.clone();
+    assert!(all.iter().all(|t| t.as_ref().expect("token").token == first));
+    assert_eq!(s.token_requests("basic-client"), 1, "one request for ten concurrent callers");
+    assert_eq!((cache.token_requests(), cache.cache_hits()), (1, 9));
+
+    // also across tasks on the multi-threaded runtime
+    let handles: Vec<_> = (0..10)
+        .map(|_| {
+            let (cache, mut req) = (cache.clone(), req.clone());
+            req.scopes = vec!["x".into()];
+            tokio::spawn(async move { cache.get(&req, "v1").await.map(|t| t.token) })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap().expect("token");
+    }
+    assert_eq!(s.token_requests("basic-client"), 2);
+}

@@ -187,9 +187,18 @@ async fn run_controller(
 
     let synced = reader.clone();
     tokio::spawn(async move {
-        if synced.wait_until_ready().await.is_ok() {
-            health.caches_synced.store(true, Ordering::Release);
-            info!("resource cache synced");
+        // Re-poll: the store's readiness signal wakes only its most recent waiter, which is the controller's
+        // own runner, so a single await here could sleep forever.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(250), synced.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    health.caches_synced.store(true, Ordering::Release);
+                    info!("resource cache synced");
+                    return;
+                }
+                Ok(Err(_)) => return,
+                Err(_) => continue,
+            }
         }
     });
     let store_s = reader.clone();
@@ -301,7 +310,10 @@ async fn reconcile_inner(obj: &SmtpSettings, ctx: &Context, ns: &str) -> Result<
     let test_request = obj
         .annotations()
         .get(TEST_EMAIL_REQUESTED_AT)
-        .filter(|v| current.test_email.as_ref().map(|t| &t.request) != Some(*v))
+        // answered = a Sent/Failed result for this value; Deferred is still owed
+        .filter(|v| {
+            !current.test_email.as_ref().is_some_and(|t| &t.request == *v && t.result != TestEmailResult::Deferred)
+        })
         .cloned();
     let now = now();
 

@@ -347,3 +347,100 @@ async fn cache_concurrent_requests_share_one_fetch() {
     }
     assert_eq!(s.token_requests("basic-client"), 2);
 }
+
+// ---- the real consumer: Dovecot (behind Postfix) validating the token by RFC 7662 introspection
+
+mod smtp {
+    //! Just enough SMTP for AUTH XOAUTH2 over STARTTLS (the engine's SMTP session is tested elsewhere).
+    use std::sync::Arc;
+    use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+    pub async fn reply<S: AsyncRead + AsyncWrite + Unpin>(s: &mut BufReader<S>) -> (u16, String) {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(std::time::Duration::from_secs(20), s.read_line(&mut line))
+                .await
+                .expect("reply in time")
+                .expect("read");
+            assert!(n > 0, "connection closed");
+            text.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return (line[..3].parse().expect("reply code"), text);
+            }
+        }
+    }
+
+    pub async fn cmd<S: AsyncRead + AsyncWrite + Unpin>(s: &mut BufReader<S>, line: &str) -> (u16, String) {
+        s.get_mut().write_all(format!("{line}\r\n").as_bytes()).await.expect("write");
+        reply(s).await
+    }
+
+    /// STARTTLS session on `port`; returns the code of `AUTH XOAUTH2` for (user, token), after answering a 334
+    /// challenge with an empty line as RFC 7628 / the XOAUTH2 spec require, plus the EHLO text after TLS.
+    pub async fn xoauth2(port: u16, ca_der: Vec<u8>, user: &str, token: &str) -> (u16, String) {
+        use base64::Engine as _;
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let mut s = BufReader::new(tcp);
+        assert_eq!(reply(&mut s).await.0, 220);
+        assert_eq!(cmd(&mut s, "EHLO client.example.test").await.0, 250);
+        assert_eq!(cmd(&mut s, "STARTTLS").await.0, 220);
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(rustls::pki_types::CertificateDer::from(ca_der)).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect("localhost".try_into().unwrap(), s.into_inner())
+            .await
+            .expect("TLS");
+        let mut s = BufReader::new(tls);
+        let (code, ehlo) = cmd(&mut s, "EHLO client.example.test").await;
+        assert_eq!(code, 250);
+        assert!(ehlo.contains("XOAUTH2"), "XOAUTH2 offered after TLS: {ehlo}");
+        let ir = base64::engine::general_purpose::STANDARD.encode(format!("user={user}\x01auth=Bearer {token}\x01\x01"));
+        let (mut code, mut text) = cmd(&mut s, &format!("AUTH XOAUTH2 {ir}")).await;
+        if code == 334 {
+            (code, text) = cmd(&mut s, "").await;
+        }
+        let _ = cmd(&mut s, "QUIT").await;
+        (code, text)
+    }
+}
+
+#[tokio::test]
+async fn xoauth2_token_from_authlib_is_accepted_by_dovecot_introspection() {
+    let mut conf = clients();
+    conf["clients"].as_array_mut().unwrap().push(json!({
+        "client_id": "dovecot", "client_secret": "dovecot-introspect-3c1f", "token_endpoint_auth_method": "client_secret_basic",
+        "grant_types": [], "introspect": true
+    }));
+    let s = OAuthServer::start(&conf);
+    let mta = support::oauth::Mta::start(&s, "dovecot", "dovecot-introspect-3c1f");
+    let mta_ca = support::oauth::pem_cert_der(&mta.ca_path);
+    let cache = TokenCache::new();
+
+    for (name, req) in [
+        ("client_credentials", cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody)),
+        ("jwt_bearer", jwt(&s, "jwt-client", &s.keys["jwt-client"].0.clone())),
+    ] {
+        let token = cache.get(&req, "v1").await.expect("token");
+        let (code, text) =
+            smtp::xoauth2(mta.submission_port, mta_ca.clone(), USER, token.token.expose_str().unwrap()).await;
+        assert_eq!(code, 235, "{name}: Dovecot accepts the token: {text}");
+        // the same token for another mailbox is refused (introspection names the token's user)
+        let (code, _) =
+            smtp::xoauth2(mta.submission_port, mta_ca.clone(), "ceo@example.test", token.token.expose_str().unwrap()).await;
+        assert_eq!(code, 535, "{name}: token bound to its user");
+    }
+    let (code, _) = smtp::xoauth2(mta.submission_port, mta_ca.clone(), USER, "not-a-token-at-all").await;
+    assert_eq!(code, 535, "an unknown token is refused");
+
+    let ev = s.events();
+    let introspections: Vec<&Value> = ev.iter().filter(|e| e["event"] == "introspect").collect();
+    assert!(introspections.iter().any(|e| e["active"] == true && e["client"] == "dovecot"));
+    assert!(introspections.iter().any(|e| e["active"] == false));
+    assert_eq!(cache.token_requests(), 2);
+}

@@ -5,7 +5,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use smtp_operator::engine::token::{AccessToken, ClientAuth, Grant, TokenCache, TokenError, TokenRequest, request_token};
+use smtp_operator::engine::token::{
+    AccessToken, ClientAuth, Grant, TokenCache, TokenError, TokenRequest, request_token,
+};
 use smtp_operator::engine::{DialPolicy, IpNet, Reason, SecretValue, Step};
 use support::oauth::OAuthServer;
 
@@ -108,8 +110,7 @@ async fn refresh_token_grant_with_both_client_auth_methods() {
     };
     assert_token(&request_token(&req).await.expect("token"), 3600);
     let ev = s.events();
-    let grants: Vec<&str> =
-        ev.iter().filter(|e| e["event"] == "token").map(|e| e["grant"].as_str().unwrap()).collect();
+    let grants: Vec<&str> = ev.iter().filter(|e| e["event"] == "token").map(|e| e["grant"].as_str().unwrap()).collect();
     assert_eq!(grants, ["refresh_token", "refresh_token"]);
 
     // a refresh token of another client is refused
@@ -247,8 +248,10 @@ async fn denied_destination_sends_nothing() {
     for url in [s.token_url.clone(), s.token_url.replacen("127.0.0.1", "localhost", 1)] {
         let mut req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
         req.token_url = url;
-        req.policy.denied =
-            vec![IpNet { addr: "127.0.0.0".parse().unwrap(), prefix: 8 }, IpNet { addr: "::1".parse().unwrap(), prefix: 128 }];
+        req.policy.denied = vec![
+            IpNet { addr: "127.0.0.0".parse().unwrap(), prefix: 8 },
+            IpNet { addr: "::1".parse().unwrap(), prefix: 128 },
+        ];
         let e = request_token(&req).await.unwrap_err();
         assert_eq!((e.step, e.reason), (Step::Policy, Reason::DestinationNotAllowed), "{}", e.message);
     }
@@ -400,7 +403,8 @@ mod smtp {
         let (code, ehlo) = cmd(&mut s, "EHLO client.example.test").await;
         assert_eq!(code, 250);
         assert!(ehlo.contains("XOAUTH2"), "XOAUTH2 offered after TLS: {ehlo}");
-        let ir = base64::engine::general_purpose::STANDARD.encode(format!("user={user}\x01auth=Bearer {token}\x01\x01"));
+        let ir =
+            base64::engine::general_purpose::STANDARD.encode(format!("user={user}\x01auth=Bearer {token}\x01\x01"));
         let (mut code, mut text) = cmd(&mut s, &format!("AUTH XOAUTH2 {ir}")).await;
         if code == 334 {
             (code, text) = cmd(&mut s, "").await;
@@ -432,7 +436,8 @@ async fn xoauth2_token_from_authlib_is_accepted_by_dovecot_introspection() {
         assert_eq!(code, 235, "{name}: Dovecot accepts the token: {text}");
         // the same token for another mailbox is refused (introspection names the token's user)
         let (code, _) =
-            smtp::xoauth2(mta.submission_port, mta_ca.clone(), "ceo@example.test", token.token.expose_str().unwrap()).await;
+            smtp::xoauth2(mta.submission_port, mta_ca.clone(), "ceo@example.test", token.token.expose_str().unwrap())
+                .await;
         assert_eq!(code, 535, "{name}: token bound to its user");
     }
     let (code, _) = smtp::xoauth2(mta.submission_port, mta_ca.clone(), USER, "not-a-token-at-all").await;

@@ -6,8 +6,15 @@
 //! STARTTLS → EHLO → AUTH → (test email: MAIL FROM, RCPT TO, DATA) → QUIT. Every step is bounded by
 //! [`CheckRequest::timeout`].
 
+mod dial;
+mod message;
 pub mod reason;
+mod reply;
+mod sasl;
 pub mod secret;
+mod session;
+mod stream;
+mod tls;
 pub mod token;
 
 pub use reason::{Reason, Step};
@@ -184,6 +191,20 @@ pub struct Report {
     pub test_message_reply: Option<String>,
 }
 
+impl Report {
+    /// True when every step passed.
+    pub fn succeeded(&self) -> bool {
+        self.outcome.is_ok()
+    }
+}
+
+/// Runs one check. Never panics; every failure is a [`Failure`] in the report.
+pub async fn run(request: &CheckRequest) -> Report {
+    let mut progress = session::Progress::new();
+    let outcome = session::check(request, &mut progress).await;
+    progress.into_report(outcome)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,17 +228,4 @@ mod tests {
         assert!(net("0.0.0.0", 0).contains("8.8.8.8".parse().unwrap()));
         assert!(!net("0.0.0.0", 32).contains("0.0.0.1".parse().unwrap()));
     }
-}
-
-impl Report {
-    /// True when every step passed.
-    pub fn succeeded(&self) -> bool {
-        self.outcome.is_ok()
-    }
-}
-
-/// Runs one check. Never panics; every failure is a [`Failure`] in the report.
-pub async fn run(request: &CheckRequest) -> Report {
-    let _ = request;
-    unimplemented!("the check engine is being written")
 }

@@ -1,0 +1,81 @@
+-- Argo CD health check for smtp-operator.io/SmtpSettings.
+-- Install it as `resource.customizations.health.smtp-operator.io_SmtpSettings` in argocd-cm (see README.md).
+--   Healthy      Ready=True and the operator has observed the current generation
+--   Progressing  no status yet, the current generation not observed yet, or Ready=Unknown
+--                (CheckPending: a check is owed; CheckDeferred: waiting for the rate limits)
+--   Degraded     Ready=False; the message is the Ready condition's message
+-- Written for Lua 5.1 (Argo CD's interpreter) and newer.
+local hs = {}
+
+local function num(v)
+  if v == nil then return nil end
+  return tonumber(v)
+end
+
+local generation = nil
+if obj.metadata ~= nil then
+  generation = num(obj.metadata.generation)
+end
+
+-- the operator has not yet checked the current spec
+local function behind(observed)
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to check generation " .. tostring(generation) ..
+    " (last checked: " .. tostring(observed) .. ")"
+  return hs
+end
+
+if obj.status == nil then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to check the settings"
+  return hs
+end
+
+local observed = num(obj.status.observedGeneration)
+if generation ~= nil and observed ~= nil and observed < generation then
+  return behind(observed)
+end
+
+local ready = nil
+if obj.status.conditions ~= nil then
+  for _, c in ipairs(obj.status.conditions) do
+    if c.type == "Ready" then
+      ready = c
+    end
+  end
+end
+
+if ready == nil then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to check the settings"
+  return hs
+end
+
+-- a Ready condition written for an older generation says nothing about the current spec
+local condGen = num(ready.observedGeneration)
+if generation ~= nil and condGen ~= nil and condGen < generation then
+  return behind(condGen)
+end
+
+local message = ready.message
+if message == nil or message == "" then
+  message = ready.reason or ""
+end
+
+if ready.status == "True" then
+  hs.status = "Healthy"
+  hs.message = message
+elseif ready.status == "False" then
+  hs.status = "Degraded"
+  hs.message = message
+else
+  hs.status = "Progressing"
+  if ready.message ~= nil and ready.message ~= "" then
+    hs.message = ready.message
+  elseif ready.reason == "CheckDeferred" then
+    hs.message = "Check deferred by the rate limits"
+  else
+    hs.message = "Check pending"
+  end
+end
+return hs

@@ -1,0 +1,91 @@
+{{/* Chart name, overridable. */}}
+{{- define "smtp-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name of the release's resources. */}}
+{{- define "smtp-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* chart label value */}}
+{{- define "smtp-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every resource. */}}
+{{- define "smtp-operator.labels" -}}
+helm.sh/chart: {{ include "smtp-operator.chart" . }}
+{{ include "smtp-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/* Labels selecting the operator pods. */}}
+{{- define "smtp-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "smtp-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Name of the ServiceAccount. */}}
+{{- define "smtp-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "smtp-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The port of metricsAddr (host:port or [v6]:port). */}}
+{{- define "smtp-operator.metricsPort" -}}
+{{- $port := regexFind "[0-9]+$" (toString .Values.metricsAddr) }}
+{{- if not $port }}
+{{- fail (printf "metricsAddr %q must end with :PORT" (toString .Values.metricsAddr)) }}
+{{- end }}
+{{- $port }}
+{{- end }}
+
+{{/* Namespace of the leader-election Lease. */}}
+{{- define "smtp-operator.leaseNamespace" -}}
+{{- default .Release.Namespace .Values.leaderElectionNamespace }}
+{{- end }}
+
+{{/* A list value or a comma-separated string, rendered as a comma-separated string. */}}
+{{- define "smtp-operator.csv" -}}
+{{- if kindIs "slice" . }}{{ join "," . }}{{ else }}{{ toString . | nospace }}{{ end }}
+{{- end }}
+
+{{/* A list value or a comma-separated string, as a list of ports (ints). */}}
+{{- define "smtp-operator.portList" -}}
+{{- $l := list }}
+{{- if kindIs "slice" . }}{{ $l = . }}{{ else }}{{ $l = splitList "," (toString . | nospace) }}{{ end }}
+{{- range $l }}
+- {{ int . }}
+{{- end }}
+{{- end }}
+
+{{/* The RBAC rules of the operator (cluster-wide or in the watched namespace). */}}
+{{- define "smtp-operator.rules" -}}
+- apiGroups: ["smtp-operator.io"]
+  resources: ["smtpsettings"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["smtp-operator.io"]
+  resources: ["smtpsettings/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: [""]
+  resources: ["secrets", "configmaps"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}

@@ -1,0 +1,117 @@
+//! `smtp-operator check -f settings.yaml --secret-file NAME=PATH…`: one check without a cluster, using the
+//! same validation and engine as the controller; a human report on stdout; exit 0 only when it passed.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::api::SmtpSettings;
+use crate::cli::CheckArgs;
+use crate::engine::{self, TestMessage};
+use crate::validate::{self, Options, RefKind, RefObject, Referenced};
+
+/// Runs the `check` subcommand.
+pub async fn run(args: CheckArgs) -> ExitCode {
+    match check(&args).await {
+        Ok(report_ok) => {
+            if report_ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse_mapping(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected NAME=PATH"))?;
+    if name.is_empty() || path.is_empty() {
+        return Err(format!("{s:?}: expected NAME=PATH"));
+    }
+    Ok((name.to_string(), PathBuf::from(path)))
+}
+
+fn read_value(path: &Path, key: &str) -> Result<Vec<u8>, String> {
+    let file = if path.is_dir() { path.join(key) } else { path.to_path_buf() };
+    std::fs::read(&file).map_err(|e| format!("reading {}: {e}", file.display()))
+}
+
+async fn check(args: &CheckArgs) -> Result<bool, String> {
+    let text = std::fs::read_to_string(&args.file).map_err(|e| format!("reading {}: {e}", args.file.display()))?;
+    let obj: SmtpSettings = serde_yaml::from_str(&text).map_err(|e| format!("{} is not an SmtpSettings: {e}", args.file.display()))?;
+    let refs = validate::references(&obj.spec);
+    let mut referenced = Referenced::default();
+    for (kind, list) in [(RefKind::Secret, &args.secret_files), (RefKind::ConfigMap, &args.configmap_files)] {
+        for m in list {
+            let (name, path) = parse_mapping(m)?;
+            let mut o = RefObject { resource_version: "file".into(), ..Default::default() };
+            for r in refs.iter().filter(|r| r.kind == kind && r.name == name) {
+                if let Ok(v) = read_value(&path, &r.key) {
+                    o.data.insert(r.key.clone(), v);
+                }
+            }
+            referenced.objects.insert((kind, name), o);
+        }
+    }
+    let options = Options::default();
+    println!("Checking {}:{} ({:?}, auth {:?})", obj.spec.server, obj.spec.port, obj.spec.tls.mode, obj.spec.auth.type_);
+    let plan = match validate::validate(&obj.spec, obj.metadata.namespace.as_deref().unwrap_or("default"), &referenced, &options) {
+        Ok(p) => p,
+        Err(invalid) => {
+            println!("  Valid: False ({})\n  {}", invalid.reason, invalid.message);
+            println!("Result: Failed ({})", invalid.reason);
+            return Ok(false);
+        }
+    };
+    let mut request = plan.request.clone();
+    if args.send_test_email {
+        let to: Vec<String> = obj.spec.test_email.as_ref().map(|t| t.to.iter().map(|r| r.0.clone()).collect()).unwrap_or_default();
+        if to.is_empty() {
+            return Err("--send-test-email needs spec.testEmail.to".into());
+        }
+        request.test_message = Some(TestMessage {
+            from: obj.spec.from.clone(),
+            to,
+            subject: "smtp-operator test email (smtp-operator check)".into(),
+            body: "This is a test email sent by `smtp-operator check`.\n".into(),
+        });
+    }
+    if plan.oauth.is_some() {
+        println!("  OAuth2 is not supported by this build yet");
+        return Ok(false);
+    }
+    let report = engine::run(&request).await;
+    print_report(&report);
+    Ok(report.succeeded())
+}
+
+fn print_report(report: &engine::Report) {
+    if let Some(peer) = report.peer {
+        println!("  Connected to: {peer}");
+    }
+    for (step, d) in &report.step_durations {
+        println!("  {:<10} ok  {} ms", step.as_str(), d.as_millis());
+    }
+    if let Some(v) = &report.tls_version {
+        println!("  TLS version: {v}");
+    }
+    if !report.server_mechanisms.is_empty() {
+        println!("  Server AUTH mechanisms: {}", report.server_mechanisms.join(" "));
+    }
+    if let Some(m) = &report.auth_mechanism {
+        println!("  Authenticated with: {m}");
+    }
+    if let Some(r) = &report.test_message_reply {
+        println!("  Test email accepted: {r}");
+    }
+    match &report.outcome {
+        Ok(()) => println!("Result: Succeeded in {} ms", report.duration.as_millis()),
+        Err(f) => {
+            println!("  {:<10} FAILED  {}", f.step.as_str(), crate::status::failure_message(f));
+            println!("Result: Failed ({}) in {} ms", f.reason, report.duration.as_millis());
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The command line (contract §4): `run`, `crd`, `check`. Every `run` flag can also be set by an environment
+//! variable `SMTP_OPERATOR_<FLAG>` (e.g. `SMTP_OPERATOR_ALLOWED_PORTS`), which the Helm chart uses.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Kubernetes operator that manages and verifies outgoing-mail (SMTP) settings.
+#[derive(Parser, Debug)]
+#[command(name = "smtp-operator", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the controller (the container's entrypoint). Uses the usual kubeconfig / in-cluster config.
+    Run(RunArgs),
+    /// Print the CustomResourceDefinition YAML (`crds/` in the repository holds exactly this output).
+    Crd,
+    /// Check one SmtpSettings manifest without a cluster: same engine and reasons, human report on stdout,
+    /// exit status 0 only when the check passed.
+    Check(CheckArgs),
+}
+
+/// Flags of `smtp-operator run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// SMTP ports a check may connect to (comma separated; `a-b` ranges allowed). Others:
+    /// `Valid=False PortNotAllowed`, no connection made.
+    #[arg(long, env = "SMTP_OPERATOR_ALLOWED_PORTS", default_value = "25,465,587,2525")]
+    pub allowed_ports: String,
+
+    /// Ports a `tokenUrl` may use. Others: `Valid=False PortNotAllowed`, no request made.
+    #[arg(long, env = "SMTP_OPERATOR_ALLOWED_TOKEN_PORTS", default_value = "443")]
+    pub allowed_token_ports: String,
+
+    /// Resolved addresses a check (SMTP or token endpoint) may not connect to, comma-separated CIDRs.
+    /// `default` = loopback, link-local (incl. cloud metadata), unspecified and their IPv4-mapped forms;
+    /// an empty value denies nothing.
+    #[arg(long, env = "SMTP_OPERATOR_DENIED_CIDRS", default_value = "default")]
+    pub denied_cidrs: String,
+
+    /// Per resource: no two checks closer than this.
+    #[arg(long, env = "SMTP_OPERATOR_MIN_CHECK_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub min_check_interval: Duration,
+
+    /// Checks per namespace (`N/s`, `N/m`, `N/h`; burst = N).
+    #[arg(long, env = "SMTP_OPERATOR_NAMESPACE_CHECK_RATE", default_value = "10/m")]
+    pub namespace_check_rate: String,
+
+    /// Checks for the whole operator (`N/s`, `N/m`, `N/h`; burst = N).
+    #[arg(long, env = "SMTP_OPERATOR_GLOBAL_CHECK_RATE", default_value = "60/m")]
+    pub global_check_rate: String,
+
+    /// Enforce the `smtp-operator.io/allowed-servers` annotation on referenced Secrets.
+    #[arg(long, env = "SMTP_OPERATOR_REQUIRE_SECRET_BINDING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub require_secret_binding: bool,
+
+    /// Limit the operator to one namespace (default: all namespaces).
+    #[arg(long, env = "SMTP_OPERATOR_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+
+    /// Lease-based leader election; the Lease is named `smtp-operator`.
+    #[arg(long, env = "SMTP_OPERATOR_LEADER_ELECT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    /// Namespace of the Lease (default: the pod's namespace from POD_NAMESPACE, else `default`).
+    #[arg(long, env = "SMTP_OPERATOR_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "SMTP_OPERATOR_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: String,
+
+    /// Name of this cluster, used in test-email bodies (extension).
+    #[arg(long, env = "SMTP_OPERATOR_CLUSTER_NAME", default_value = "kubernetes")]
+    pub cluster_name: String,
+}
+
+/// Flags of `smtp-operator check`.
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// The SmtpSettings manifest (YAML or JSON).
+    #[arg(short = 'f', long = "file")]
+    pub file: PathBuf,
+
+    /// A Secret's key from a file: `NAME=PATH` makes every `{name: NAME, key: K}` reference read
+    /// `PATH` (a file; for a directory, the file `PATH/K`). Repeatable.
+    #[arg(long = "secret-file", value_name = "NAME=PATH")]
+    pub secret_files: Vec<String>,
+
+    /// A ConfigMap's key from a file, same form as `--secret-file`. Repeatable.
+    #[arg(long = "configmap-file", value_name = "NAME=PATH")]
+    pub configmap_files: Vec<String>,
+
+    /// Also send a test email to `spec.testEmail.to`.
+    #[arg(long)]
+    pub send_test_email: bool,
+}
+
+/// Parses a Go-style duration for clap.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::duration::parse(s)
+}

@@ -1,0 +1,160 @@
+//! Prometheus metrics (prefix `smtp_operator_`). Counter names are registered without `_total`:
+//! prometheus-client appends it (and panics in debug builds when a counter name already ends in `_total`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    pub result: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    pub step: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadyLabels {
+    pub ready: String,
+}
+
+/// All metrics of the operator.
+pub struct Metrics {
+    registry: Registry,
+    pub checks: Family<CheckLabels, Counter>,
+    pub step_duration: Family<StepLabels, Histogram>,
+    pub check_duration: Histogram,
+    pub deferred: Family<LimitLabels, Counter>,
+    pub test_emails: Family<ResultLabels, Counter>,
+    pub token_requests: Family<ResultLabels, Counter>,
+    pub token_cache_hits: Counter,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
+    pub resources: Family<ReadyLabels, Gauge>,
+    pub leader: Gauge,
+    ready_by_object: Mutex<HashMap<String, String>>,
+}
+
+fn buckets() -> impl Iterator<Item = f64> {
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0].into_iter()
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("smtp_operator");
+        let checks = Family::<CheckLabels, Counter>::default();
+        registry.register("checks", "Checks run, by result and reason", checks.clone());
+        let step_duration = Family::<StepLabels, Histogram>::new_with_constructor(|| Histogram::new(buckets()));
+        registry.register("check_step_duration_seconds", "Duration of each check step", step_duration.clone());
+        let check_duration = Histogram::new(buckets());
+        registry.register("check_duration_seconds", "Duration of whole checks", check_duration.clone());
+        let deferred = Family::<LimitLabels, Counter>::default();
+        registry.register("checks_deferred", "Checks deferred by a rate limit, by limit", deferred.clone());
+        let test_emails = Family::<ResultLabels, Counter>::default();
+        registry.register("test_emails", "Test emails handled, by result", test_emails.clone());
+        let token_requests = Family::<ResultLabels, Counter>::default();
+        registry.register("token_requests", "OAuth2 token requests sent, by result", token_requests.clone());
+        let token_cache_hits = Counter::default();
+        registry.register("token_cache_hits", "OAuth2 tokens served from the cache", token_cache_hits.clone());
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register("reconcile_errors", "Reconcile errors, by kind", reconcile_errors.clone());
+        let resources = Family::<ReadyLabels, Gauge>::default();
+        registry.register("resources", "SmtpSettings by Ready status", resources.clone());
+        let leader = Gauge::default();
+        registry.register("leader", "1 while this instance holds the leader lease (or runs without election)", leader.clone());
+        Self {
+            registry,
+            checks,
+            step_duration,
+            check_duration,
+            deferred,
+            test_emails,
+            token_requests,
+            token_cache_hits,
+            reconcile_errors,
+            resources,
+            leader,
+            ready_by_object: Mutex::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Records a finished check.
+    pub fn observe_check(&self, report: &crate::engine::Report) {
+        let (result, reason) = match &report.outcome {
+            Ok(()) => ("Succeeded", "Succeeded"),
+            Err(f) => ("Failed", f.reason.as_str()),
+        };
+        self.checks.get_or_create(&CheckLabels { result: result.into(), reason: reason.into() }).inc();
+        self.check_duration.observe(report.duration.as_secs_f64());
+        for (step, d) in &report.step_durations {
+            self.step_duration.get_or_create(&StepLabels { step: step.as_str().into() }).observe(d.as_secs_f64());
+        }
+    }
+
+    /// Sets the Ready status of one object (`None` when it is gone) and refreshes the per-status gauge.
+    pub fn set_ready(&self, key: &str, ready: Option<&str>) {
+        let mut map = self.ready_by_object.lock().expect("metrics lock");
+        match ready {
+            Some(r) => {
+                map.insert(key.to_string(), r.to_string());
+            }
+            None => {
+                map.remove(key);
+            }
+        }
+        for status in ["True", "False", "Unknown"] {
+            let n = map.values().filter(|v| v.as_str() == status).count();
+            self.resources.get_or_create(&ReadyLabels { ready: status.to_lowercase() }).set(n as i64);
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("encoding to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_the_prefixed_names() {
+        let m = Metrics::default();
+        m.checks.get_or_create(&CheckLabels { result: "Failed".into(), reason: "ConnectionRefused".into() }).inc();
+        m.set_ready("ns/a", Some("True"));
+        m.set_ready("ns/b", Some("False"));
+        m.set_ready("ns/b", None);
+        let text = m.encode();
+        assert!(text.contains(r#"smtp_operator_checks_total{result="Failed",reason="ConnectionRefused"} 1"#), "{text}");
+        assert!(text.contains(r#"smtp_operator_resources{ready="true"} 1"#), "{text}");
+        assert!(text.contains(r#"smtp_operator_resources{ready="false"} 0"#), "{text}");
+    }
+}

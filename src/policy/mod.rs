@@ -1,0 +1,23 @@
+//! Pure building blocks of the security rules (contract §4 flags, §5): no Kubernetes calls, no network.
+//!
+//! - [`net`]: CIDRs (`--denied-cidrs`), the default denylist, port lists (`--allowed-ports`,
+//!   `--allowed-token-ports`).
+//! - [`host`]: normalisation of `spec.server` and the `tokenUrl` host (IDNA → punycode, IP literals in every
+//!   form a resolver accepts), so allow/deny decisions compare canonical forms.
+//! - [`binding`]: the Secret annotation `smtp-operator.io/allowed-servers`, matching, and the human message
+//!   for `CredentialsNotBoundToServer`.
+//!
+//! The rate limits of checks live in [`crate::ratelimit`].
+
+pub mod binding;
+pub mod host;
+pub mod net;
+
+pub use binding::{
+    ALLOWED_SERVERS_ANNOTATION, AllowedServers, EntryError, HostPattern, ServerPattern, allows,
+    credentials_not_bound_message, parse_allowed_servers,
+};
+pub use host::{Host, HostError, normalize_host};
+pub use net::{
+    CidrError, PortList, PortListError, default_denied, is_denied, parse_cidr_list, parse_port_list,
+};

@@ -1,0 +1,197 @@
+//! From a validation result or a check report to the desired conditions and `status.lastCheck` (pure).
+//! Messages name the failing step, carry the server's reply, say what to do next, and hold no timestamps or
+//! ids that change on every check (so an unchanged outcome writes nothing).
+
+use crate::api::{CheckResult, LastCheck};
+use crate::conditions::{AUTHENTICATED, CONNECTED, Desired, READY, Status, VALID};
+use crate::engine::reason::ConditionKind;
+use crate::engine::{Credentials, Failure, Report};
+use crate::validate::Invalid;
+
+/// Reason of `Ready=True`.
+pub const CHECK_SUCCEEDED: &str = "CheckSucceeded";
+/// Reason of `Ready=Unknown` while a check is owed and about to run.
+pub const CHECK_PENDING: &str = "CheckPending";
+/// Reason of `Ready=Unknown` while a check waits for a rate limit.
+pub const CHECK_DEFERRED: &str = "CheckDeferred";
+/// Reason of `Connected`/`Authenticated=Unknown` when an earlier step stopped the check.
+pub const NOT_CHECKED: &str = "NotChecked";
+
+/// Conditions for a spec that cannot be checked.
+pub fn invalid(invalid: &Invalid) -> Vec<Desired> {
+    let not_checked = "not checked: the spec or a referenced object is not usable (see condition Valid)";
+    vec![
+        Desired::new(VALID, Status::False, invalid.reason.as_str(), invalid.message.clone()),
+        Desired::new(CONNECTED, Status::Unknown, NOT_CHECKED, not_checked),
+        Desired::new(AUTHENTICATED, Status::Unknown, NOT_CHECKED, not_checked),
+        Desired::new(READY, Status::False, invalid.reason.as_str(), invalid.message.clone()),
+    ]
+}
+
+/// Describes a failure for a condition message: step, reason text, server reply.
+pub fn failure_message(f: &Failure) -> String {
+    let mut m = format!("{} failed: {}", f.step.as_str(), f.message);
+    if let Some(r) = &f.reply {
+        if !f.message.contains(&r.text) {
+            m.push_str(&format!(" (server replied {} {})", r.code, r.text));
+        }
+    }
+    m
+}
+
+/// Conditions after a check ran. `insecure` adds the skip-verify note to Ready's message.
+pub fn from_report(report: &Report, credentials: &Credentials, oauth: bool, insecure: bool) -> Vec<Desired> {
+    let endpoint = report.peer.map(|p| format!(" ({p})")).unwrap_or_default();
+    let tls = report.tls_version.as_deref().map(|v| format!(", TLS {v}")).unwrap_or_default();
+    let valid = Desired::new(VALID, Status::True, "Valid", "the spec and every referenced object are usable");
+    let auth_configured = oauth || !matches!(credentials, Credentials::None);
+    let auth_ok = || match report.auth_mechanism.as_deref() {
+        Some(m) if auth_configured => {
+            Desired::new(AUTHENTICATED, Status::True, "Authenticated", format!("AUTH {m} accepted"))
+        }
+        _ => Desired::new(AUTHENTICATED, Status::True, "AuthNotConfigured", "no authentication configured"),
+    };
+    let connected_ok = || Desired::new(CONNECTED, Status::True, "Connected", format!("connected{endpoint}{tls}; EHLO accepted"));
+    let skip_note = if insecure { " WARNING: certificate verification is disabled (tls.insecureSkipVerify)." } else { "" };
+    match &report.outcome {
+        Ok(()) => vec![
+            valid,
+            connected_ok(),
+            auth_ok(),
+            Desired::new(READY, Status::True, CHECK_SUCCEEDED, format!("the SMTP server accepted the connection{tls} and the configured authentication.{skip_note}")),
+        ],
+        Err(f) => {
+            let message = format!("{}{skip_note}", failure_message(f));
+            let not_checked = |why: &str| format!("not checked: {why}");
+            let (connected, authenticated, ready_status) = match f.reason.condition() {
+                ConditionKind::Valid => {
+                    let v = Desired::new(VALID, Status::False, f.reason.as_str(), message.clone());
+                    return vec![
+                        v,
+                        Desired::new(CONNECTED, Status::Unknown, NOT_CHECKED, not_checked("refused by policy before connecting")),
+                        Desired::new(AUTHENTICATED, Status::Unknown, NOT_CHECKED, not_checked("refused by policy before connecting")),
+                        Desired::new(READY, Status::False, f.reason.as_str(), message),
+                    ];
+                }
+                ConditionKind::Connected => (
+                    Desired::new(CONNECTED, Status::False, f.reason.as_str(), message.clone()),
+                    Desired::new(AUTHENTICATED, Status::Unknown, NOT_CHECKED, not_checked("the connection failed")),
+                    Status::False,
+                ),
+                ConditionKind::Authenticated if f.step == crate::engine::Step::Token => (
+                    Desired::new(CONNECTED, Status::Unknown, NOT_CHECKED, not_checked("no access token, so no connection was made")),
+                    Desired::new(AUTHENTICATED, Status::False, f.reason.as_str(), message.clone()),
+                    Status::False,
+                ),
+                ConditionKind::Authenticated => (
+                    connected_ok(),
+                    Desired::new(AUTHENTICATED, Status::False, f.reason.as_str(), message.clone()),
+                    Status::False,
+                ),
+                // only the test email failed: the connection and auth check passed
+                ConditionKind::TestEmail => {
+                    return vec![
+                        valid,
+                        connected_ok(),
+                        auth_ok(),
+                        Desired::new(READY, Status::True, CHECK_SUCCEEDED, format!("the SMTP server accepted the connection{tls} and the configured authentication.{skip_note}")),
+                    ];
+                }
+            };
+            vec![valid, connected, authenticated, Desired::new(READY, ready_status, f.reason.as_str(), message)]
+        }
+    }
+}
+
+/// `status.lastCheck` for a report. A failure of only the test email counts as a passed check.
+pub fn last_check(report: &Report, time: String, inputs: String) -> LastCheck {
+    let failed = report.outcome.as_ref().err().filter(|f| f.reason.condition() != ConditionKind::TestEmail);
+    LastCheck {
+        time,
+        result: if failed.is_some() { CheckResult::Failed } else { CheckResult::Succeeded },
+        reason: failed.map(|f| f.reason.as_str().to_string()).unwrap_or_else(|| "Succeeded".into()),
+        duration_milliseconds: i64::try_from(report.duration.as_millis()).unwrap_or(i64::MAX),
+        tls_version: report.tls_version.clone(),
+        auth_mechanism: report.auth_mechanism.clone(),
+        server_mechanisms: report.server_mechanisms.clone(),
+        inputs: Some(inputs),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Reason, Reply, SecretValue, Step};
+    use std::time::Duration;
+
+    fn report(outcome: Result<(), Failure>) -> Report {
+        Report {
+            outcome,
+            last_step: Step::Quit,
+            tls_version: Some("1.3".into()),
+            server_mechanisms: vec!["PLAIN".into(), "LOGIN".into()],
+            auth_mechanism: Some("PLAIN".into()),
+            peer: Some("192.0.2.1:587".parse().unwrap()),
+            step_durations: vec![],
+            duration: Duration::from_millis(412),
+            test_message_reply: None,
+        }
+    }
+
+    fn password() -> Credentials {
+        Credentials::Password { username: "u".into(), password: SecretValue::new("pw"), mechanisms: vec![] }
+    }
+
+    fn get<'a>(d: &'a [Desired], t: &str) -> &'a Desired {
+        d.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn success_sets_all_true() {
+        let d = from_report(&report(Ok(())), &password(), false, false);
+        assert_eq!(get(&d, READY).status, Status::True);
+        assert_eq!(get(&d, AUTHENTICATED).reason, "Authenticated");
+        assert!(get(&d, CONNECTED).message.contains("TLS 1.3"));
+        let d = from_report(&report(Ok(())), &Credentials::None, false, true);
+        assert_eq!(get(&d, AUTHENTICATED).reason, "AuthNotConfigured");
+        assert!(get(&d, READY).message.contains("insecureSkipVerify"));
+    }
+
+    #[test]
+    fn auth_failure_keeps_connected_true_and_carries_the_reply() {
+        let f = Failure {
+            step: Step::Auth,
+            reason: Reason::AuthenticationFailed,
+            message: "the server refused the credentials; check the password".into(),
+            reply: Some(Reply { code: 535, text: "5.7.8 Authentication credentials invalid".into() }),
+        };
+        let d = from_report(&report(Err(f)), &password(), false, false);
+        assert_eq!(get(&d, CONNECTED).status, Status::True);
+        assert_eq!(get(&d, AUTHENTICATED).reason, "AuthenticationFailed");
+        assert_eq!(get(&d, READY).status, Status::False);
+        assert!(get(&d, READY).message.contains("535 5.7.8"), "{}", get(&d, READY).message);
+        let lc = last_check(&report(Err(Failure { step: Step::Auth, reason: Reason::AuthenticationFailed, message: String::new(), reply: None })), "t".into(), "i".into());
+        assert_eq!(lc.result, CheckResult::Failed);
+        assert_eq!(lc.reason, "AuthenticationFailed");
+    }
+
+    #[test]
+    fn connection_failure_leaves_auth_unknown_and_policy_failure_is_invalid() {
+        let f = Failure { step: Step::Connect, reason: Reason::ConnectionRefused, message: "refused".into(), reply: None };
+        let d = from_report(&report(Err(f)), &password(), false, false);
+        assert_eq!(get(&d, CONNECTED).reason, "ConnectionRefused");
+        assert_eq!(get(&d, AUTHENTICATED).status, Status::Unknown);
+        let f = Failure { step: Step::Policy, reason: Reason::DestinationNotAllowed, message: "denied".into(), reply: None };
+        let d = from_report(&report(Err(f)), &password(), false, false);
+        assert_eq!(get(&d, VALID).status, Status::False);
+        assert_eq!(get(&d, READY).reason, "DestinationNotAllowed");
+    }
+
+    #[test]
+    fn test_email_failure_does_not_fail_the_check() {
+        let f = Failure { step: Step::RcptTo, reason: Reason::RecipientRejected, message: "no".into(), reply: None };
+        let r = report(Err(f));
+        assert_eq!(get(&from_report(&r, &password(), false, false), READY).status, Status::True);
+        assert_eq!(last_check(&r, "t".into(), "i".into()).result, CheckResult::Succeeded);
+    }
+}

@@ -1,0 +1,160 @@
+//! The CRD: `crds/` is exactly `smtp-operator crd`; the real kube-apiserver refuses every bad spec of the table
+//! with the expected message and accepts every example in `examples/`.
+
+mod support;
+
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+
+use support::kube::{TestNamespace, client};
+use support::operator::install_crd;
+
+#[test]
+fn crds_dir_is_the_generated_crd() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/smtpsettings.yaml");
+    let on_disk = std::fs::read_to_string(path).expect("crds/smtpsettings.yaml exists");
+    assert!(
+        on_disk == smtp_operator::crdgen::crd_yaml(),
+        "crds/smtpsettings.yaml is stale: run `cargo run -- crd > crds/smtpsettings.yaml`"
+    );
+}
+
+fn smtp_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("smtp-operator.io", "v1alpha1", "SmtpSettings");
+    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk_with_plural(&gvk, "smtpsettings"))
+}
+
+fn object(name: &str, spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "smtp-operator.io/v1alpha1",
+        "kind": "SmtpSettings",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn good() -> Value {
+    json!({
+        "server": "smtp.example.com",
+        "port": 587,
+        "from": "Alerts <alerts@example.com>",
+        "auth": {"type": "Basic", "basic": {"username": "u", "passwordSecretRef": {"name": "s", "key": "password"}}},
+    })
+}
+
+fn with(mut base: Value, pointer: &str, value: Value) -> Value {
+    let (parent, last) = pointer.rsplit_once('/').unwrap();
+    let mut target = &mut base;
+    for part in parent.split('/').filter(|p| !p.is_empty()) {
+        if target.get(part).is_none() {
+            target[part] = json!({});
+        }
+        target = target.get_mut(part).unwrap();
+    }
+    if value.is_null() {
+        target.as_object_mut().unwrap().remove(last);
+    } else {
+        target[last] = value;
+    }
+    base
+}
+
+#[tokio::test]
+async fn apiserver_refuses_bad_specs_with_clear_messages() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "crd-bad").await;
+    let api = smtp_api(&client, ns.name());
+    let oauth = json!({"type": "OAuth2", "oauth2": {"username": "a@example.com", "grant": "ClientCredentials",
+        "tokenUrl": "https://login.example.com/token", "clientId": "id",
+        "clientSecretRef": {"name": "o", "key": "client-secret"}}});
+    let table: Vec<(&str, Value, &str)> = vec![
+        ("port zero", with(good(), "/port", json!(0)), "should be greater than or equal to 1"),
+        ("port too big", with(good(), "/port", json!(70000)), "should be less than or equal to 65535"),
+        ("server with scheme", with(good(), "/server", json!("smtp://mail.example.com")), "server must be a host name or an IP literal"),
+        ("server with port", with(good(), "/server", json!("mail.example.com:587")), "server must be a host name or an IP literal"),
+        ("server with space", with(good(), "/server", json!("mail example.com")), "server must be a host name or an IP literal"),
+        ("server with path", with(good(), "/server", json!("mail.example.com/x")), "server must be a host name or an IP literal"),
+        ("tls 1.1", with(good(), "/tls/minVersion", json!("1.1")), "supported values: \"1.2\", \"1.3\""),
+        ("basic without section", with(good(), "/auth/basic", Value::Null), "auth.type Basic requires auth.basic"),
+        ("oauth2 without section", json!({"server": "s.example.com", "port": 587, "from": "a@example.com", "auth": {"type": "OAuth2"}}), "auth.type OAuth2 requires auth.oauth2"),
+        ("none with basic", with(good(), "/auth/type", json!("None")), "auth.basic is only allowed with auth.type Basic"),
+        ("auth without tls", with(good(), "/tls/mode", json!("None")), "auth requires TLS"),
+        ("oauth2 http token url", with(with(good(), "/auth", oauth.clone()), "/auth/oauth2/tokenUrl", json!("http://login.example.com/token")), "tokenUrl must be an https:// URL"),
+        ("client credentials without secret", with(with(good(), "/auth", oauth.clone()), "/auth/oauth2/clientSecretRef", Value::Null), "grant ClientCredentials requires clientSecretRef"),
+        ("refresh without token ref", with(with(good(), "/auth", oauth.clone()), "/auth/oauth2/grant", json!("RefreshToken")), "grant RefreshToken requires clientSecretRef and refreshTokenRef"),
+        ("jwt without key", with(with(good(), "/auth", oauth.clone()), "/auth/oauth2/grant", json!("JwtBearer")), "grant JwtBearer requires privateKeyRef and subject"),
+        ("from without address", with(good(), "/from", json!("Platform Alerts")), "from must be an address"),
+        ("from with two addresses", with(good(), "/from", json!("a@example.com b@example.com")), "from must be an address"),
+        ("bad interval", with(good(), "/check/interval", json!("5 minutes")), "spec.check.interval"),
+        ("timeout too long", with(good(), "/check/timeout", json!("10m")), "check.timeout must be between 1s and 5m"),
+        ("ca bundle with both refs", with(good(), "/tls/caBundle", json!({"secretKeyRef": {"name": "a", "key": "b"}, "configMapKeyRef": {"name": "a", "key": "b"}})), "caBundle needs exactly one of secretKeyRef and configMapKeyRef"),
+        ("recipient not an address", with(good(), "/testEmail", json!({"to": ["ops"]})), "spec.testEmail.to[0]"),
+        ("unknown auth type", with(good(), "/auth/type", json!("Kerberos")), "supported values: \"None\", \"Basic\", \"OAuth2\""),
+    ];
+    assert!(table.len() >= 12);
+    let pp = PostParams { dry_run: true, ..Default::default() };
+    let mut failures = Vec::new();
+    for (i, (what, spec, expected)) in table.iter().enumerate() {
+        match api.create(&pp, &object(&format!("bad-{i}"), spec.clone())).await {
+            Ok(_) => failures.push(format!("{what}: accepted")),
+            Err(kube::Error::Api(e)) => {
+                if !e.message.contains(expected) {
+                    failures.push(format!("{what}: message {:?} lacks {expected:?}", e.message));
+                }
+            }
+            Err(e) => failures.push(format!("{what}: unexpected error {e}")),
+        }
+    }
+    // the good spec and variants that must pass
+    for (what, spec) in [
+        ("good", good()),
+        ("ipv4 literal", with(good(), "/server", json!("192.0.2.10"))),
+        ("ipv6 literal", with(good(), "/server", json!("2001:db8::1"))),
+        ("idn host", with(good(), "/server", json!("smtp.bücher.example"))),
+        ("bare from", with(good(), "/from", json!("alerts@example.com"))),
+        ("no auth without tls", json!({"server": "relay.example.com", "port": 25, "from": "a@example.com", "tls": {"mode": "None"}})),
+        ("oauth2", with(good(), "/auth", oauth.clone())),
+    ] {
+        if let Err(e) = api.create(&pp, &object(&format!("good-{}", what.replace(' ', "-")), spec)).await {
+            failures.push(format!("{what}: refused: {e}"));
+        }
+    }
+    ns.cleanup().await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn every_example_is_accepted() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "crd-examples").await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut count = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("examples/").flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(doc).unwrap();
+            if value.is_null() {
+                continue;
+            }
+            let obj: DynamicObject = serde_yaml::from_value(value).unwrap();
+            if obj.types.as_ref().map(|t| t.kind.as_str()) != Some("SmtpSettings") {
+                continue;
+            }
+            smtp_api(&client, ns.name())
+                .create(&PostParams { dry_run: true, ..Default::default() }, &obj)
+                .await
+                .unwrap_or_else(|e| panic!("{} refused: {e}", path.display()));
+            count += 1;
+        }
+    }
+    ns.cleanup().await;
+    assert!(count >= 1, "no SmtpSettings found in examples/");
+}
+
+use serde::Deserialize;

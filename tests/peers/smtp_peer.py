@@ -1,0 +1,376 @@
+"""An aiosmtpd-based SMTP server for the engine's tests: one process per use, configured by flags.
+
+It binds 127.0.0.1 (port 0 unless --port), prints ONE JSON line on stdout when ready:
+    {"port": 12345, "ca_pem_path": "/tmp/.../ca.pem" or null}
+and appends events as JSON lines to --events (connect, ehlo, starttls, auth, mail_from, rcpt_to, message, quit).
+Events never contain a password or token. SIGTERM/SIGINT end it cleanly.
+
+Flags:
+  --tls none|starttls|implicit   transport security (default starttls)
+  --no-starttls                  with --tls starttls: do not offer STARTTLS (AUTH is then offered in plain text,
+                                 so a client that falls back would be caught)
+  --tls-max 1.2                  highest TLS version the server speaks (default: 1.3)
+  --ca private                   generate a fresh CA + server certificate at start (the default with TLS)
+  --ca-out PATH                  where to write the CA PEM (default: a file next to --events or in a temp dir)
+  --wrong-name                   the server certificate is for "wrong.invalid" only (no 127.0.0.1/localhost)
+  --auth plain,login,xoauth2     mechanisms offered (default: none; AUTH is then not advertised)
+  --user U --password P          the accepted PLAIN/LOGIN credentials
+  --xoauth2-token T              the accepted XOAUTH2 bearer token (user must equal --user when given)
+  --max-line N                   command lines longer than N bytes get "500 Command line too long"
+  --reject-rcpt [ADDR]           reject RCPT TO (all recipients, or only ADDR) with 550
+  --reject-mail                  reject MAIL FROM with 553
+  --reject-data                  reject the message after DATA with 554
+  --events PATH                  JSON-lines event log
+  --port N                       port to bind (default 0 = any free port)
+  --verbose                      aiosmtpd/asyncio logging on stderr
+"""
+
+import argparse
+import asyncio
+import base64
+import binascii
+import collections
+import datetime
+import email
+import email.policy
+import ipaddress
+import json
+import logging
+import os
+import signal
+import ssl
+import sys
+import tempfile
+import threading
+
+from aiosmtpd.smtp import SMTP, AuthResult, MISSING
+
+_events_lock = threading.Lock()
+
+
+def _send_tls_alerts_on_handshake_failure():
+    """asyncio's SSLProtocol aborts the transport on a failed handshake without writing what OpenSSL queued,
+    so the client never sees the alert (e.g. protocol_version for a TLS-1.2-only server) and only gets EOF.
+    Real servers (Postfix, Exim, ... on OpenSSL) do send it; flush it first so the peer behaves like them."""
+    import asyncio.sslproto as sslproto
+
+    original = sslproto.SSLProtocol._on_handshake_complete
+
+    def on_handshake_complete(self, handshake_exc):
+        if handshake_exc is not None:
+            try:
+                self._process_outgoing()
+            except Exception:  # the transport may already be gone
+                pass
+        return original(self, handshake_exc)
+
+    sslproto.SSLProtocol._on_handshake_complete = on_handshake_complete
+
+
+_send_tls_alerts_on_handshake_failure()
+
+
+class Events:
+    def __init__(self, path):
+        self.path = path
+
+    def emit(self, kind, **fields):
+        if not self.path:
+            return
+        rec = {"event": kind, **fields}
+        with _events_lock, open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+            f.flush()
+
+
+def make_certs(out_dir, wrong_name):
+    """A fresh CA and a server certificate signed by it (EC P-256, fast to generate)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "smtp-peer test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    if wrong_name:
+        cn = "wrong.invalid"
+        sans = [x509.DNSName("wrong.invalid")]
+    else:
+        cn = "localhost"
+        sans = [
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.IPAddress(ipaddress.ip_address("::1")),
+        ]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    pem = serialization.Encoding.PEM
+    ca_path = os.path.join(out_dir, "ca.pem")
+    cert_path = os.path.join(out_dir, "server.pem")
+    key_path = os.path.join(out_dir, "server.key")
+    with open(ca_path, "wb") as f:
+        f.write(ca_cert.public_bytes(pem))
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(pem))
+        f.write(ca_cert.public_bytes(pem))
+    with open(key_path, "wb") as f:
+        f.write(
+            key.private_bytes(
+                pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    return ca_path, cert_path, key_path
+
+
+class Handler:
+    """aiosmtpd handler: records events, applies rejections, implements XOAUTH2."""
+
+    def __init__(self, args, events):
+        self.args = args
+        self.events = events
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        self.events.emit("ehlo", hostname=hostname, tls=server._tls_protocol is not None or self.args.tls == "implicit")
+        if self.args.no_starttls:
+            responses = [r for r in responses if "STARTTLS" not in r]
+        return responses
+
+    async def handle_AUTH(self, server, session, envelope, args):
+        # args[1] may be an initial response holding the credential: record only the mechanism
+        self.events.emit("auth_command", mechanism=args[0].upper() if args else "")
+        return MISSING
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.events.emit("mail_from", address=address, authenticated=bool(session.authenticated))
+        if self.args.reject_mail:
+            return "553 5.7.1 Sender address rejected: not owned by user"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        self.events.emit("rcpt_to", address=address)
+        r = self.args.reject_rcpt
+        if r is not None and (r == "*" or r.lower() == address.lower()):
+            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        body = msg.get_body(preferencelist=("plain",))
+        self.events.emit(
+            "message",
+            mail_from=envelope.mail_from,
+            rcpt_tos=list(envelope.rcpt_tos),
+            header_from=str(msg.get("From", "")),
+            header_to=str(msg.get("To", "")),
+            subject=str(msg.get("Subject", "")),
+            date=str(msg.get("Date", "")),
+            message_id=str(msg.get("Message-ID", "")),
+            body=body.get_content() if body is not None else "",
+            rejected=bool(self.args.reject_data),
+        )
+        if self.args.reject_data:
+            return "554 5.7.1 Message rejected as spam"
+        return "250 2.0.0 OK queued as TEST1"
+
+    async def handle_QUIT(self, server, session, envelope):
+        self.events.emit("quit")
+        return "221 Bye"
+
+    async def auth_XOAUTH2(self, server, args):
+        if len(args) == 1:
+            blob = await server.challenge_auth("", encode_to_b64=False)
+            if blob is MISSING:
+                self.events.emit("auth", mechanism="XOAUTH2", user=None, success=False)
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = base64.b64decode(args[1].encode(), validate=True)
+            except (binascii.Error, ValueError):
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        user, token = None, None
+        try:
+            for part in blob.decode("utf-8").split("\x01"):
+                if part.startswith("user="):
+                    user = part[len("user="):]
+                elif part.startswith("auth=Bearer "):
+                    token = part[len("auth=Bearer "):]
+        except UnicodeDecodeError:
+            pass
+        ok = (
+            token is not None
+            and token == self.args.xoauth2_token
+            and (self.args.user is None or user == self.args.user)
+        )
+        self.events.emit("auth", mechanism="XOAUTH2", user=user, success=ok)
+        if ok:
+            return AuthResult(success=True, auth_data=user)
+        # Like Gmail / Office 365: a 334 challenge with a base64 JSON error, then the final 535 after the
+        # client's empty line.
+        err = json.dumps({"status": "401", "schemes": "Bearer", "scope": "https://mail.example/"})
+        await server.challenge_auth(err, encode_to_b64=True)
+        await server.push("535 5.7.8 Username and Password not accepted (XOAUTH2)")
+        return AuthResult(success=False, handled=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tls", choices=["none", "starttls", "implicit"], default="starttls")
+    p.add_argument("--no-starttls", action="store_true")
+    p.add_argument("--tls-max", choices=["1.2", "1.3"], default="1.3")
+    p.add_argument("--ca", choices=["private"], default="private")
+    p.add_argument("--ca-out")
+    p.add_argument("--wrong-name", action="store_true")
+    p.add_argument("--auth", default="")
+    p.add_argument("--user")
+    p.add_argument("--password")
+    p.add_argument("--xoauth2-token")
+    p.add_argument("--max-line", type=int, default=512)
+    p.add_argument("--reject-rcpt", nargs="?", const="*", default=None)
+    p.add_argument("--reject-mail", action="store_true")
+    p.add_argument("--reject-data", action="store_true")
+    p.add_argument("--events")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--verbose", action="store_true", help="aiosmtpd/asyncio logs on stderr")
+    args = p.parse_args()
+
+    # Expected failures (refused handshakes, dropped connections) would otherwise print tracebacks into the
+    # test output.
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.CRITICAL)
+
+    events = Events(args.events)
+    mechs = {m.strip().upper() for m in args.auth.split(",") if m.strip()}
+    unknown = mechs - {"PLAIN", "LOGIN", "XOAUTH2"}
+    if unknown:
+        p.error("unknown --auth mechanisms: %s" % ",".join(sorted(unknown)))
+
+    tls_ctx = None
+    ca_path = None
+    if args.tls != "none":
+        out_dir = (
+            os.path.dirname(os.path.abspath(args.ca_out)) if args.ca_out
+            else os.path.dirname(os.path.abspath(args.events)) if args.events
+            else tempfile.mkdtemp(prefix="smtp-peer-")
+        )
+        ca_path, cert_path, key_path = make_certs(out_dir, args.wrong_name)
+        if args.ca_out and os.path.abspath(args.ca_out) != ca_path:
+            with open(ca_path, "rb") as src, open(args.ca_out, "wb") as dst:
+                dst.write(src.read())
+            ca_path = os.path.abspath(args.ca_out)
+        tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls_ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if args.tls_max == "1.2":
+            tls_ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        tls_ctx.load_cert_chain(cert_path, key_path)
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        login = auth_data.login.decode("utf-8", "replace")
+        ok = (
+            args.user is not None
+            and args.password is not None
+            and auth_data.login == args.user.encode()
+            and auth_data.password == args.password.encode()
+        )
+        events.emit("auth", mechanism=mechanism, user=login, success=ok)
+        # handled=False: aiosmtpd answers a failure with "535 5.7.8 Authentication credentials invalid"
+        return AuthResult(success=ok, handled=False)
+
+    handler = Handler(args, events)
+
+    class PeerSMTP(SMTP):
+        command_size_limit = args.max_line
+        # The stream limit only bounds how much one line may buffer; long SASL responses (a big XOAUTH2
+        # token sent after the empty challenge) must fit, while commands are still capped by --max-line.
+        line_length_limit = 64 * 1024
+
+    exclude = [m for m in ("PLAIN", "LOGIN", "XOAUTH2") if m not in mechs]
+    starttls_ctx = tls_ctx if args.tls == "starttls" else None
+
+    def factory():
+        # Called by asyncio on TCP accept, before any TLS handshake: counts every connection.
+        events.emit("connect")
+        smtp = PeerSMTP(
+            handler,
+            hostname="peer.test",
+            ident="smtp-peer",
+            tls_context=starttls_ctx,
+            require_starttls=False,
+            # With TLS configured, AUTH is offered only after STARTTLS. Without TLS (or with STARTTLS
+            # withheld) it is offered in plain text, so a client that falls back to plain is caught.
+            auth_require_tls=(args.tls == "starttls" and not args.no_starttls),
+            authenticator=authenticator,
+            auth_exclude_mechanism=exclude,
+            decode_data=False,
+        )
+        # aiosmtpd's per-command limits default to SMTP.command_size_limit (512) through a class-level
+        # defaultdict; give this connection its own with --max-line.
+        smtp.command_size_limits = collections.defaultdict(lambda: args.max_line)
+        return smtp
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    if not args.verbose:
+        loop.set_exception_handler(lambda _loop, _ctx: None)
+    server = loop.run_until_complete(
+        loop.create_server(
+            factory, host="127.0.0.1", port=args.port,
+            ssl=tls_ctx if args.tls == "implicit" else None,
+        )
+    )
+    port = server.sockets[0].getsockname()[1]
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    sys.stdout.write(json.dumps({"port": port, "ca_pem_path": ca_path}) + "\n")
+    sys.stdout.flush()
+    loop.run_until_complete(stop)
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+    loop.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -449,3 +449,88 @@ async fn xoauth2_token_from_authlib_is_accepted_by_dovecot_introspection() {
     assert!(introspections.iter().any(|e| e["active"] == false));
     assert_eq!(cache.token_requests(), 2);
 }
+
+/// The whole path through the engine: token from Authlib, then the engine's own SMTP session (STARTTLS and
+/// implicit TLS) authenticating at Postfix via Dovecot, with a test email delivered to the Maildir.
+#[tokio::test]
+async fn engine_check_with_xoauth2_and_password_against_postfix_and_dovecot() {
+    use smtp_operator::engine::{self, CheckRequest, Credentials, TestMessage, TlsMode, TlsOptions, TlsVersion};
+
+    let mut conf = clients();
+    conf["clients"].as_array_mut().unwrap().push(json!({
+        "client_id": "dovecot", "client_secret": "dovecot-introspect-3c1f", "token_endpoint_auth_method": "client_secret_basic",
+        "grant_types": [], "introspect": true
+    }));
+    let s = OAuthServer::start(&conf);
+    let mta = support::oauth::Mta::start(&s, "dovecot", "dovecot-introspect-3c1f");
+    let cache = TokenCache::new();
+    let token = cache.get(&cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody), "v1").await.expect("token");
+
+    let check = |port: u16, mode: TlsMode, credentials: Credentials, subject: &str| CheckRequest {
+        server: "127.0.0.1".into(),
+        port,
+        tls: TlsOptions {
+            mode,
+            min_version: TlsVersion::V1_2,
+            extra_roots: vec![support::oauth::pem_cert_der(&mta.ca_path)],
+            insecure_skip_verify: false,
+        },
+        credentials,
+        helo_name: "token-test.example.test".into(),
+        timeout: Duration::from_secs(10),
+        policy: DialPolicy::default(),
+        test_message: Some(TestMessage {
+            from: format!("Alerts <{USER}>"),
+            to: vec![USER.into()],
+            subject: subject.into(),
+            body: "sent by tests/token.rs".into(),
+        }),
+    };
+
+    let r = engine::run(&check(
+        mta.submission_port,
+        TlsMode::StartTls,
+        Credentials::XOAuth2 { username: USER.into(), token: token.token.clone() },
+        "xoauth2-starttls",
+    ))
+    .await;
+    assert!(r.succeeded(), "{:?}", r.outcome);
+    assert_eq!(r.auth_mechanism.as_deref(), Some("XOAUTH2"));
+    assert!(r.server_mechanisms.iter().any(|m| m == "XOAUTH2"), "{:?}", r.server_mechanisms);
+
+    let r = engine::run(&check(
+        mta.smtps_port,
+        TlsMode::ImplicitTls,
+        Credentials::Password { username: mta.user.clone(), password: SecretValue::new(mta.password.clone()), mechanisms: vec![] },
+        "plain-implicit-tls",
+    ))
+    .await;
+    assert!(r.succeeded(), "{:?}", r.outcome);
+    assert_eq!(r.auth_mechanism.as_deref(), Some("PLAIN"));
+
+    let r = engine::run(&check(
+        mta.submission_port,
+        TlsMode::StartTls,
+        Credentials::XOAuth2 { username: USER.into(), token: SecretValue::new("expired-or-forged-token-77") },
+        "must-not-arrive",
+    ))
+    .await;
+    let f = r.outcome.expect_err("a forged token is refused");
+    assert_eq!(f.reason, Reason::AuthenticationFailed, "{f:?}");
+    assert!(!f.message.contains("expired-or-forged-token-77"));
+
+    // Postfix hands the message to virtual(8) asynchronously: wait (bounded) for both deliveries
+    let mut delivered = Vec::new();
+    for _ in 0..100 {
+        delivered = mta.delivered();
+        if delivered.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let subjects: Vec<bool> = ["xoauth2-starttls", "plain-implicit-tls", "must-not-arrive"]
+        .iter()
+        .map(|s| delivered.iter().any(|m| m.contains(&format!("Subject: {s}"))))
+        .collect();
+    assert_eq!(subjects, [true, true, false], "delivered: {delivered:?}");
+}

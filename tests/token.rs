@@ -501,7 +501,11 @@ async fn engine_check_with_xoauth2_and_password_against_postfix_and_dovecot() {
     let r = engine::run(&check(
         mta.smtps_port,
         TlsMode::ImplicitTls,
-        Credentials::Password { username: mta.user.clone(), password: SecretValue::new(mta.password.clone()), mechanisms: vec![] },
+        Credentials::Password {
+            username: mta.user.clone(),
+            password: SecretValue::new(mta.password.clone()),
+            mechanisms: vec![],
+        },
         "plain-implicit-tls",
     ))
     .await;
@@ -533,4 +537,43 @@ async fn engine_check_with_xoauth2_and_password_against_postfix_and_dovecot() {
         .map(|s| delivered.iter().any(|m| m.contains(&format!("Subject: {s}"))))
         .collect();
     assert_eq!(subjects, [true, true, false], "delivered: {delivered:?}");
+}
+
+#[tokio::test]
+async fn oversized_answers_are_refused() {
+    let s = OAuthServer::start(&clients());
+    let mut req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
+    req.token_url = format!("{}/huge", s.url);
+    let e = request_token(&req).await.unwrap_err();
+    assert_eq!(e.reason, Reason::TokenRequestFailed);
+    assert!(e.message.contains("exceeds"), "{}", e.message);
+    assert_eq!(s.http_paths(), ["/huge"]);
+}
+
+#[tokio::test]
+async fn a_silent_endpoint_times_out() {
+    // a real socket that accepts and then says nothing (no TLS server hello)
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let req = TokenRequest {
+        token_url: format!("https://127.0.0.1:{port}/token"),
+        client_id: "c".into(),
+        grant: Grant::ClientCredentials { client_secret: SecretValue::new(POST_SECRET) },
+        scopes: vec![],
+        client_auth: ClientAuth::RequestBody,
+        extra_roots: vec![],
+        timeout: Duration::from_millis(500),
+        policy: loopback_policy(),
+    };
+    let e = request_token(&req).await.unwrap_err();
+    assert_eq!((e.step, e.reason), (Step::Token, Reason::TokenRequestFailed));
+    assert!(e.message.contains("timed out"), "{}", e.message);
+    assert_clean(&e, &[POST_SECRET]);
+    holder.abort();
 }

@@ -76,7 +76,7 @@ impl Grant {
 }
 
 /// How the client authenticates at the token endpoint (the API's `clientAuthMethod`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum ClientAuth {
     /// `client_secret_post`: client_id and client_secret in the form body.
     #[default]

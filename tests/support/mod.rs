@@ -1,5 +1,5 @@
 #![allow(dead_code)]
 pub mod kube;
-pub mod oauth;
 pub mod operator;
 pub mod smtp_peer;
+pub mod oauth;

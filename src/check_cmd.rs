@@ -66,24 +66,20 @@ async fn check(args: &CheckArgs) -> Result<bool, String> {
             return Ok(false);
         }
     };
-    let mut request = plan.request.clone();
+    let mut message = None;
     if args.send_test_email {
         let to: Vec<String> = obj.spec.test_email.as_ref().map(|t| t.to.iter().map(|r| r.0.clone()).collect()).unwrap_or_default();
         if to.is_empty() {
             return Err("--send-test-email needs spec.testEmail.to".into());
         }
-        request.test_message = Some(TestMessage {
+        message = Some(TestMessage {
             from: obj.spec.from.clone(),
             to,
             subject: "smtp-operator test email (smtp-operator check)".into(),
             body: "This is a test email sent by `smtp-operator check`.\n".into(),
         });
     }
-    if plan.oauth.is_some() {
-        println!("  OAuth2 is not supported by this build yet");
-        return Ok(false);
-    }
-    let report = engine::run(&request).await;
+    let report = crate::check::run(&plan, &crate::engine::token::TokenCache::new(), message).await;
     print_report(&report);
     Ok(report.succeeded())
 }

@@ -26,7 +26,8 @@ use crate::api::{
 };
 use crate::cli::RunArgs;
 use crate::conditions::{self, Desired, READY, Status};
-use crate::engine::{self, Credentials, Reason, TestMessage};
+use crate::engine::token::TokenCache;
+use crate::engine::{self, TestMessage};
 use crate::policy;
 use crate::ratelimit::{CheckLimiter, Limits, Rate};
 use crate::http::Health;
@@ -75,6 +76,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Per-resource, per-namespace and global check rate limits (checks and test emails alike).
     pub limiter: CheckLimiter,
+    /// OAuth2 access tokens shared by all resources (single flight per app and Secret version).
+    pub tokens: TokenCache,
     /// Consecutive reconcile errors per object, for per-object backoff.
     failures: Mutex<HashMap<ObjectRef<SmtpSettings>, u32>>,
 }
@@ -83,7 +86,7 @@ impl Context {
     pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter { controller: "smtp-operator".into(), instance: std::env::var("POD_NAME").ok() };
         let limiter = CheckLimiter::new(settings.limits);
-        Self { recorder: Recorder::new(client.clone(), reporter), client, settings, metrics, limiter, failures: Mutex::default() }
+        Self { recorder: Recorder::new(client.clone(), reporter), client, settings, metrics, limiter, tokens: TokenCache::new(), failures: Mutex::default() }
     }
 }
 
@@ -356,7 +359,7 @@ async fn reconcile_inner(obj: &SmtpSettings, ctx: &Context, ns: &str) -> Result<
         write_status(ctx, obj, &current, &pending).await?;
     }
 
-    let report = run_check(obj, ctx, plan.clone(), test_request.as_deref()).await;
+    let report = run_check(obj, ctx, &plan, test_request.as_deref()).await;
     ctx.metrics.observe_check(&report);
     let insecure = plan.request.tls.insecure_skip_verify;
     let desired = st::from_report(&report, &plan.request.credentials, plan.oauth.is_some(), insecure);
@@ -378,34 +381,15 @@ async fn reconcile_inner(obj: &SmtpSettings, ctx: &Context, ns: &str) -> Result<
     Ok(requeue_at(period.map(|p| now + p), now))
 }
 
-/// Runs the engine for a plan (plus a test message when one was requested).
-async fn run_check(obj: &SmtpSettings, ctx: &Context, plan: Plan, test_request: Option<&str>) -> engine::Report {
-    let mut request = plan.request;
-    if let (Some(value), Some(t)) = (test_request, &obj.spec.test_email) {
-        request.test_message = Some(test_message(obj, ctx, value, t.to.iter().map(|r| r.0.clone()).collect()));
-    }
-    if let Some(oauth) = plan.oauth {
-        // OAuth2 token acquisition arrives with the OAuth2 issue; until then report it plainly.
-        let _ = oauth;
-        request.credentials = Credentials::None;
-        return engine::Report {
-            outcome: Err(engine::Failure {
-                step: engine::Step::Token,
-                reason: Reason::TokenRequestFailed,
-                message: "OAuth2 is not supported by this build of smtp-operator yet".into(),
-                reply: None,
-            }),
-            last_step: engine::Step::Token,
-            tls_version: None,
-            server_mechanisms: vec![],
-            auth_mechanism: None,
-            peer: None,
-            step_durations: vec![],
-            duration: Duration::ZERO,
-            test_message_reply: None,
-        };
-    }
-    engine::run(&request).await
+/// Runs the check for a plan (plus a test message when one was requested).
+async fn run_check(obj: &SmtpSettings, ctx: &Context, plan: &Plan, test_request: Option<&str>) -> engine::Report {
+    let message = match (test_request, &obj.spec.test_email) {
+        (Some(value), Some(t)) => Some(test_message(obj, ctx, value, t.to.iter().map(|r| r.0.clone()).collect())),
+        _ => None,
+    };
+    let report = crate::check::run(plan, &ctx.tokens, message).await;
+    ctx.metrics.sync_token_counters(ctx.tokens.token_requests(), ctx.tokens.token_failures(), ctx.tokens.cache_hits());
+    report
 }
 
 fn test_message(obj: &SmtpSettings, ctx: &Context, request: &str, to: Vec<String>) -> TestMessage {

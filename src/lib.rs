@@ -10,6 +10,7 @@
 //! - [`policy`]: security building blocks (CIDRs, ports, host normalisation, Secret binding).
 //! - [`ratelimit`]: per-resource, per-namespace and global check rate limits.
 pub mod api;
+pub mod check;
 pub mod check_cmd;
 pub mod cli;
 pub mod conditions;

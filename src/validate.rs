@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::policy::{self, Host};
 use crate::api::{self, AuthType, BasicMechanism, KeyRef, OAuth2Grant, SmtpSettingsSpec};
+use crate::engine::token::{self, TokenRequest};
 use crate::engine::{
     CheckRequest, Credentials, DialPolicy, IpNet, PasswordMechanism, Reason, SecretValue, TlsMode, TlsOptions,
     TlsVersion,
@@ -124,16 +125,9 @@ impl Default for Options {
 /// OAuth2 settings with their secrets resolved, ready for the token client.
 #[derive(Clone, Debug)]
 pub struct OAuthPlan {
+    /// The mailbox sent as `user=` in XOAUTH2.
     pub username: String,
-    pub token_url: String,
-    pub client_id: String,
-    pub grant: OAuth2Grant,
-    pub client_secret: Option<SecretValue>,
-    pub refresh_token: Option<SecretValue>,
-    pub private_key: Option<SecretValue>,
-    pub subject: Option<String>,
-    pub scopes: Vec<String>,
-    pub client_auth_method: api::ClientAuthMethod,
+    pub request: TokenRequest,
     /// Identifies the Secret versions used, so a rotated Secret invalidates cached tokens.
     pub secret_version: String,
 }
@@ -398,28 +392,39 @@ pub fn validate(
                     .ok_or_else(|| Invalid::new(Reason::InvalidSpec, format!("grant {:?} requires {what}", o.grant)))
                     .and_then(|r| secret_value(referenced, r))
             };
-            let (client_secret, refresh_token, private_key) = match o.grant {
-                OAuth2Grant::ClientCredentials => (Some(need(Purpose::ClientSecret, "clientSecretRef")?), None, None),
-                OAuth2Grant::RefreshToken => (
-                    Some(need(Purpose::ClientSecret, "clientSecretRef")?),
-                    Some(need(Purpose::RefreshToken, "refreshTokenRef")?),
-                    None,
-                ),
-                OAuth2Grant::JwtBearer => (None, None, Some(need(Purpose::PrivateKey, "privateKeyRef")?)),
+            let grant = match o.grant {
+                OAuth2Grant::ClientCredentials => {
+                    token::Grant::ClientCredentials { client_secret: need(Purpose::ClientSecret, "clientSecretRef")? }
+                }
+                OAuth2Grant::RefreshToken => token::Grant::RefreshToken {
+                    client_secret: need(Purpose::ClientSecret, "clientSecretRef")?,
+                    refresh_token: need(Purpose::RefreshToken, "refreshTokenRef")?,
+                },
+                OAuth2Grant::JwtBearer => token::Grant::JwtBearer {
+                    private_key: need(Purpose::PrivateKey, "privateKeyRef")?,
+                    subject: o.subject.clone().unwrap_or_default(),
+                },
             };
             let secret_refs: Vec<Reference> =
                 refs.iter().filter(|r| r.purpose != Purpose::CaBundle).cloned().collect();
             oauth = Some(OAuthPlan {
                 username: o.username.clone(),
-                token_url: o.token_url.clone(),
-                client_id: o.client_id.clone(),
-                grant: o.grant,
-                client_secret,
-                refresh_token,
-                private_key,
-                subject: o.subject.clone(),
-                scopes: o.scopes.clone(),
-                client_auth_method: o.client_auth_method,
+                request: TokenRequest {
+                    token_url: o.token_url.clone(),
+                    client_id: o.client_id.clone(),
+                    grant,
+                    scopes: o.scopes.clone(),
+                    client_auth: match o.client_auth_method {
+                        api::ClientAuthMethod::RequestBody => token::ClientAuth::RequestBody,
+                        api::ClientAuthMethod::BasicAuth => token::ClientAuth::BasicAuth,
+                    },
+                    extra_roots: extra_roots.clone(),
+                    timeout,
+                    policy: DialPolicy {
+                        allowed_ports: options.allowed_token_ports.clone(),
+                        denied: options.denied.clone(),
+                    },
+                },
                 secret_version: referenced.versions(&secret_refs).join(","),
             });
             // filled in with the access token before the check runs

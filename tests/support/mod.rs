@@ -1,5 +1,7 @@
+//! Shared helpers for the integration tests (`mod support;` in each test file).
 #![allow(dead_code)]
+
 pub mod kube;
+pub mod oauth;
 pub mod operator;
 pub mod smtp_peer;
-pub mod oauth;

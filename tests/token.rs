@@ -5,7 +5,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use smtp_operator::engine::token::{AccessToken, ClientAuth, Grant, TokenCache, TokenError, TokenRequest, request_token};
+use smtp_operator::engine::token::{
+    AccessToken, ClientAuth, Grant, TokenCache, TokenError, TokenRequest, request_token,
+};
 use smtp_operator::engine::{DialPolicy, IpNet, Reason, SecretValue, Step};
 use support::oauth::OAuthServer;
 
@@ -108,8 +110,7 @@ async fn refresh_token_grant_with_both_client_auth_methods() {
     };
     assert_token(&request_token(&req).await.expect("token"), 3600);
     let ev = s.events();
-    let grants: Vec<&str> =
-        ev.iter().filter(|e| e["event"] == "token").map(|e| e["grant"].as_str().unwrap()).collect();
+    let grants: Vec<&str> = ev.iter().filter(|e| e["event"] == "token").map(|e| e["grant"].as_str().unwrap()).collect();
     assert_eq!(grants, ["refresh_token", "refresh_token"]);
 
     // a refresh token of another client is refused
@@ -247,8 +248,10 @@ async fn denied_destination_sends_nothing() {
     for url in [s.token_url.clone(), s.token_url.replacen("127.0.0.1", "localhost", 1)] {
         let mut req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
         req.token_url = url;
-        req.policy.denied =
-            vec![IpNet { addr: "127.0.0.0".parse().unwrap(), prefix: 8 }, IpNet { addr: "::1".parse().unwrap(), prefix: 128 }];
+        req.policy.denied = vec![
+            IpNet { addr: "127.0.0.0".parse().unwrap(), prefix: 8 },
+            IpNet { addr: "::1".parse().unwrap(), prefix: 128 },
+        ];
         let e = request_token(&req).await.unwrap_err();
         assert_eq!((e.step, e.reason), (Step::Policy, Reason::DestinationNotAllowed), "{}", e.message);
     }
@@ -346,4 +349,231 @@ async fn cache_concurrent_requests_share_one_fetch() {
         h.await.unwrap().expect("token");
     }
     assert_eq!(s.token_requests("basic-client"), 2);
+}
+
+// ---- the real consumer: Dovecot (behind Postfix) validating the token by RFC 7662 introspection
+
+mod smtp {
+    //! Just enough SMTP for AUTH XOAUTH2 over STARTTLS (the engine's SMTP session is tested elsewhere).
+    use std::sync::Arc;
+    use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+    pub async fn reply<S: AsyncRead + AsyncWrite + Unpin>(s: &mut BufReader<S>) -> (u16, String) {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(std::time::Duration::from_secs(20), s.read_line(&mut line))
+                .await
+                .expect("reply in time")
+                .expect("read");
+            assert!(n > 0, "connection closed");
+            text.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return (line[..3].parse().expect("reply code"), text);
+            }
+        }
+    }
+
+    pub async fn cmd<S: AsyncRead + AsyncWrite + Unpin>(s: &mut BufReader<S>, line: &str) -> (u16, String) {
+        s.get_mut().write_all(format!("{line}\r\n").as_bytes()).await.expect("write");
+        reply(s).await
+    }
+
+    /// STARTTLS session on `port`; returns the code of `AUTH XOAUTH2` for (user, token), after answering a 334
+    /// challenge with an empty line as RFC 7628 / the XOAUTH2 spec require, plus the EHLO text after TLS.
+    pub async fn xoauth2(port: u16, ca_der: Vec<u8>, user: &str, token: &str) -> (u16, String) {
+        use base64::Engine as _;
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let mut s = BufReader::new(tcp);
+        assert_eq!(reply(&mut s).await.0, 220);
+        assert_eq!(cmd(&mut s, "EHLO client.example.test").await.0, 250);
+        assert_eq!(cmd(&mut s, "STARTTLS").await.0, 220);
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(rustls::pki_types::CertificateDer::from(ca_der)).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect("localhost".try_into().unwrap(), s.into_inner())
+            .await
+            .expect("TLS");
+        let mut s = BufReader::new(tls);
+        let (code, ehlo) = cmd(&mut s, "EHLO client.example.test").await;
+        assert_eq!(code, 250);
+        assert!(ehlo.contains("XOAUTH2"), "XOAUTH2 offered after TLS: {ehlo}");
+        let ir =
+            base64::engine::general_purpose::STANDARD.encode(format!("user={user}\x01auth=Bearer {token}\x01\x01"));
+        let (mut code, mut text) = cmd(&mut s, &format!("AUTH XOAUTH2 {ir}")).await;
+        if code == 334 {
+            (code, text) = cmd(&mut s, "").await;
+        }
+        let _ = cmd(&mut s, "QUIT").await;
+        (code, text)
+    }
+}
+
+#[tokio::test]
+async fn xoauth2_token_from_authlib_is_accepted_by_dovecot_introspection() {
+    let mut conf = clients();
+    conf["clients"].as_array_mut().unwrap().push(json!({
+        "client_id": "dovecot", "client_secret": "dovecot-introspect-3c1f", "token_endpoint_auth_method": "client_secret_basic",
+        "grant_types": [], "introspect": true
+    }));
+    let s = OAuthServer::start(&conf);
+    let mta = support::oauth::Mta::start(&s, "dovecot", "dovecot-introspect-3c1f");
+    let mta_ca = support::oauth::pem_cert_der(&mta.ca_path);
+    let cache = TokenCache::new();
+
+    for (name, req) in [
+        ("client_credentials", cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody)),
+        ("jwt_bearer", jwt(&s, "jwt-client", &s.keys["jwt-client"].0.clone())),
+    ] {
+        let token = cache.get(&req, "v1").await.expect("token");
+        let (code, text) =
+            smtp::xoauth2(mta.submission_port, mta_ca.clone(), USER, token.token.expose_str().unwrap()).await;
+        assert_eq!(code, 235, "{name}: Dovecot accepts the token: {text}");
+        // the same token for another mailbox is refused (introspection names the token's user)
+        let (code, _) =
+            smtp::xoauth2(mta.submission_port, mta_ca.clone(), "ceo@example.test", token.token.expose_str().unwrap())
+                .await;
+        assert_eq!(code, 535, "{name}: token bound to its user");
+    }
+    let (code, _) = smtp::xoauth2(mta.submission_port, mta_ca.clone(), USER, "not-a-token-at-all").await;
+    assert_eq!(code, 535, "an unknown token is refused");
+
+    let ev = s.events();
+    let introspections: Vec<&Value> = ev.iter().filter(|e| e["event"] == "introspect").collect();
+    assert!(introspections.iter().any(|e| e["active"] == true && e["client"] == "dovecot"));
+    assert!(introspections.iter().any(|e| e["active"] == false));
+    assert_eq!(cache.token_requests(), 2);
+}
+
+/// The whole path through the engine: token from Authlib, then the engine's own SMTP session (STARTTLS and
+/// implicit TLS) authenticating at Postfix via Dovecot, with a test email delivered to the Maildir.
+#[tokio::test]
+async fn engine_check_with_xoauth2_and_password_against_postfix_and_dovecot() {
+    use smtp_operator::engine::{self, CheckRequest, Credentials, TestMessage, TlsMode, TlsOptions, TlsVersion};
+
+    let mut conf = clients();
+    conf["clients"].as_array_mut().unwrap().push(json!({
+        "client_id": "dovecot", "client_secret": "dovecot-introspect-3c1f", "token_endpoint_auth_method": "client_secret_basic",
+        "grant_types": [], "introspect": true
+    }));
+    let s = OAuthServer::start(&conf);
+    let mta = support::oauth::Mta::start(&s, "dovecot", "dovecot-introspect-3c1f");
+    let cache = TokenCache::new();
+    let token = cache.get(&cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody), "v1").await.expect("token");
+
+    let check = |port: u16, mode: TlsMode, credentials: Credentials, subject: &str| CheckRequest {
+        server: "127.0.0.1".into(),
+        port,
+        tls: TlsOptions {
+            mode,
+            min_version: TlsVersion::V1_2,
+            extra_roots: vec![support::oauth::pem_cert_der(&mta.ca_path)],
+            insecure_skip_verify: false,
+        },
+        credentials,
+        helo_name: "token-test.example.test".into(),
+        timeout: Duration::from_secs(10),
+        policy: DialPolicy::default(),
+        test_message: Some(TestMessage {
+            from: format!("Alerts <{USER}>"),
+            to: vec![USER.into()],
+            subject: subject.into(),
+            body: "sent by tests/token.rs".into(),
+        }),
+    };
+
+    let r = engine::run(&check(
+        mta.submission_port,
+        TlsMode::StartTls,
+        Credentials::XOAuth2 { username: USER.into(), token: token.token.clone() },
+        "xoauth2-starttls",
+    ))
+    .await;
+    assert!(r.succeeded(), "{:?}", r.outcome);
+    assert_eq!(r.auth_mechanism.as_deref(), Some("XOAUTH2"));
+    assert!(r.server_mechanisms.iter().any(|m| m == "XOAUTH2"), "{:?}", r.server_mechanisms);
+
+    let r = engine::run(&check(
+        mta.smtps_port,
+        TlsMode::ImplicitTls,
+        Credentials::Password {
+            username: mta.user.clone(),
+            password: SecretValue::new(mta.password.clone()),
+            mechanisms: vec![],
+        },
+        "plain-implicit-tls",
+    ))
+    .await;
+    assert!(r.succeeded(), "{:?}", r.outcome);
+    assert_eq!(r.auth_mechanism.as_deref(), Some("PLAIN"));
+
+    let r = engine::run(&check(
+        mta.submission_port,
+        TlsMode::StartTls,
+        Credentials::XOAuth2 { username: USER.into(), token: SecretValue::new("expired-or-forged-token-77") },
+        "must-not-arrive",
+    ))
+    .await;
+    let f = r.outcome.expect_err("a forged token is refused");
+    assert_eq!(f.reason, Reason::AuthenticationFailed, "{f:?}");
+    assert!(!f.message.contains("expired-or-forged-token-77"));
+
+    // Postfix hands the message to virtual(8) asynchronously: wait (bounded) for both deliveries
+    let mut delivered = Vec::new();
+    for _ in 0..100 {
+        delivered = mta.delivered();
+        if delivered.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let subjects: Vec<bool> = ["xoauth2-starttls", "plain-implicit-tls", "must-not-arrive"]
+        .iter()
+        .map(|s| delivered.iter().any(|m| m.contains(&format!("Subject: {s}"))))
+        .collect();
+    assert_eq!(subjects, [true, true, false], "delivered: {delivered:?}");
+}
+
+#[tokio::test]
+async fn oversized_answers_are_refused() {
+    let s = OAuthServer::start(&clients());
+    let mut req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
+    req.token_url = format!("{}/huge", s.url);
+    let e = request_token(&req).await.unwrap_err();
+    assert_eq!(e.reason, Reason::TokenRequestFailed);
+    assert!(e.message.contains("exceeds"), "{}", e.message);
+    assert_eq!(s.http_paths(), ["/huge"]);
+}
+
+#[tokio::test]
+async fn a_silent_endpoint_times_out() {
+    // a real socket that accepts and then says nothing (no TLS server hello)
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let req = TokenRequest {
+        token_url: format!("https://127.0.0.1:{port}/token"),
+        client_id: "c".into(),
+        grant: Grant::ClientCredentials { client_secret: SecretValue::new(POST_SECRET) },
+        scopes: vec![],
+        client_auth: ClientAuth::RequestBody,
+        extra_roots: vec![],
+        timeout: Duration::from_millis(500),
+        policy: loopback_policy(),
+    };
+    let e = request_token(&req).await.unwrap_err();
+    assert_eq!((e.step, e.reason), (Step::Token, Reason::TokenRequestFailed));
+    assert!(e.message.contains("timed out"), "{}", e.message);
+    assert_clean(&e, &[POST_SECRET]);
+    holder.abort();
 }

@@ -11,6 +11,7 @@ Endpoints:
   POST /introspect       RFC 7662 introspection (client_secret_basic of a client with "introspect": true)
   ANY  /redirect         answers 302 to /redirect-target on this server (tests that clients do not follow it)
   ANY  /redirect-target  would hand out a token (it must never be reached by a client under test)
+  POST /huge             a 200 KB JSON answer (tests the client's body cap)
 
 clients.json: {"clients": [{
     "client_id": "...", "client_secret": "...",           # secret optional for JWT-bearer-only clients
@@ -319,6 +320,12 @@ def create_app(default_expires_in):
     @app.route("/redirect-target", methods=["GET", "POST"])
     def redirect_target():
         return issue()
+
+    @app.post("/huge")
+    def huge():
+        # a JSON answer far larger than any token answer (clients must cap what they read)
+        return Response(json.dumps({"access_token": "x" * 200_000, "token_type": "Bearer"}),
+                        status=200, content_type="application/json")
 
     @app.post("/introspect")
     def introspect():

@@ -143,10 +143,7 @@ impl OAuthServer {
 
     /// Successful token requests for `client`.
     pub fn tokens_issued(&self, client: &str) -> usize {
-        self.events()
-            .iter()
-            .filter(|e| e["event"] == "token" && e["client"] == client && e["result"] == "ok")
-            .count()
+        self.events().iter().filter(|e| e["event"] == "token" && e["client"] == client && e["result"] == "ok").count()
     }
 
     /// Paths of every HTTP request the server saw, in order.

@@ -1,8 +1,8 @@
 //! A token cache shared by every caller (clone = same cache).
 //!
-//! Key: token URL, client id, grant kind, scopes (as a set), JWT subject, and a caller-supplied
-//! `secret_version` (e.g. the Secrets' resourceVersions): a token is reused only for the credentials it was
-//! obtained with. A new version for the same identity replaces (drops) the old entry.
+//! Key: token URL, client id, grant kind, scopes (as a set), JWT subject, client auth method, extra trust
+//! anchors, and a caller-supplied `secret_version` (e.g. the Secrets' resourceVersions): a token is reused only
+//! for the credentials it was obtained with. A new version for the same identity replaces (drops) the old entry.
 //!
 //! A token is reused until `expires_in` minus a margin (60 s, or 10 % of lifetimes under 10 minutes), counted
 //! from when the request was sent. Answers without `expires_in` are not reused. Failures are not cached.
@@ -10,13 +10,14 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{AccessToken, GrantKind, TokenError, TokenRequest, request_token};
+use super::{AccessToken, ClientAuth, GrantKind, TokenError, TokenRequest, request_token};
 
 /// Margin before expiry for lifetimes of at least 10 minutes.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
@@ -35,6 +36,9 @@ struct Identity {
     grant: GrantKind,
     scopes: Vec<String>,
     subject: String,
+    client_auth: ClientAuth,
+    /// Hash of the extra trust anchors: a changed CA bundle is checked again by a new request.
+    roots: u64,
 }
 
 impl Identity {
@@ -48,6 +52,12 @@ impl Identity {
             grant: req.grant.kind(),
             scopes,
             subject: req.grant.subject().to_string(),
+            client_auth: req.client_auth,
+            roots: {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                req.extra_roots.hash(&mut h);
+                h.finish()
+            },
         }
     }
 }
@@ -183,7 +193,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::token::{ClientAuth, Grant};
+    use crate::engine::token::Grant;
     use crate::engine::{DialPolicy, Reason, SecretValue, Step};
 
     fn req(scopes: &[&str]) -> TokenRequest {

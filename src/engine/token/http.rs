@@ -72,8 +72,8 @@ pub struct Target {
 impl Target {
     /// Parses and checks an URL: `https` only, a host, no user info.
     pub fn parse(url: &str) -> Result<Self, HttpError> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| HttpError::failed(format!("the token URL is not a valid URL ({e})")))?;
+        let parsed =
+            url::Url::parse(url).map_err(|e| HttpError::failed(format!("the token URL is not a valid URL ({e})")))?;
         if parsed.scheme() != "https" {
             return Err(HttpError::failed(format!(
                 "the token URL uses scheme {:?}; only https is allowed for token requests",
@@ -237,7 +237,9 @@ impl HttpClient {
                 .await
             {
                 Err(_) => return Err(HttpError::failed("HTTP setup with the token endpoint timed out")),
-                Ok(Err(e)) => return Err(HttpError::failed(format!("HTTP setup with the token endpoint failed ({e})"))),
+                Ok(Err(e)) => {
+                    return Err(HttpError::failed(format!("HTTP setup with the token endpoint failed ({e})")));
+                }
                 Ok(Ok(pair)) => pair,
             };
         // The connection task ends when the request is done or this guard drops it.
@@ -270,10 +272,7 @@ impl HttpClient {
                 )));
             }
             Ok(Err(e)) => {
-                return Err(HttpError::failed(format!(
-                    "token request to {} failed ({e})",
-                    target.authority()
-                )));
+                return Err(HttpError::failed(format!("token request to {} failed ({e})", target.authority())));
             }
             Ok(Ok(r)) => r,
         };
@@ -375,12 +374,8 @@ mod tests {
 
     #[test]
     fn port_policy() {
-        let c = HttpClient::new(
-            Duration::from_secs(1),
-            DialPolicy { allowed_ports: vec![443], denied: vec![] },
-            &[],
-        )
-        .unwrap();
+        let c = HttpClient::new(Duration::from_secs(1), DialPolicy { allowed_ports: vec![443], denied: vec![] }, &[])
+            .unwrap();
         let e = c.check_port(&Target::parse("https://x.example:8443/").unwrap()).unwrap_err();
         assert_eq!((e.step, e.reason), (Step::Policy, Reason::PortNotAllowed));
         c.check_port(&Target::parse("https://x.example/").unwrap()).unwrap();

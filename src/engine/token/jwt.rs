@@ -37,8 +37,7 @@ pub fn load_key(key: &SecretValue) -> Result<RsaKeyPair, KeyError> {
             KeyError(format!("the service-account JSON is not valid (line {}, column {})", e.line(), e.column()))
         })?;
         SecretValue::new(
-            sa.private_key
-                .ok_or_else(|| KeyError("the service-account JSON has no \"private_key\" field".into()))?,
+            sa.private_key.ok_or_else(|| KeyError("the service-account JSON has no \"private_key\" field".into()))?,
         )
     } else {
         SecretValue::new(text.as_bytes())

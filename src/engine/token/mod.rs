@@ -19,9 +19,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
-use oauth2::{
-    AuthType, ClientId, ClientSecret, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
-};
+use oauth2::{AuthType, ClientId, ClientSecret, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl};
 
 use crate::engine::{DialPolicy, Reason, SecretValue, Step};
 
@@ -78,7 +76,7 @@ impl Grant {
 }
 
 /// How the client authenticates at the token endpoint (the API's `clientAuthMethod`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum ClientAuth {
     /// `client_secret_post`: client_id and client_secret in the form body.
     #[default]

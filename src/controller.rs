@@ -228,6 +228,10 @@ async fn run_controller(
                         metrics.set_ready(&key, ready.as_deref());
                         debug!(object = %obj, "reconciled");
                     }
+                    // a deleted object: drop it from the resources-by-Ready gauge
+                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                        metrics.set_ready(&format!("{}/{}", obj.namespace.clone().unwrap_or_default(), obj.name), None);
+                    }
                     Err(e) => debug!(error = %e, "reconcile loop"),
                 }
             }

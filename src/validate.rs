@@ -605,6 +605,41 @@ mod tests {
     }
 
     #[test]
+    fn secret_binding_is_enforced_for_the_exact_destination() {
+        let opts = Options { require_secret_binding: true, ..Default::default() };
+        let mut r = with_secret("creds", "password", b"pw");
+        let e = validate(&basic(), "mail", &r, &opts).unwrap_err();
+        assert_eq!(e.reason, Reason::CredentialsNotBoundToServer);
+        assert!(e.message.contains("kubectl annotate secret creds -n mail"), "{}", e.message);
+        assert!(e.message.contains("smtp.example.com:587"), "{}", e.message);
+        let obj = r.objects.get_mut(&(RefKind::Secret, "creds".into())).unwrap();
+        obj.annotations.insert(policy::ALLOWED_SERVERS_ANNOTATION.into(), "smtp.example.com:465".into());
+        assert_eq!(validate(&basic(), "mail", &r, &opts).unwrap_err().reason, Reason::CredentialsNotBoundToServer);
+        let obj = r.objects.get_mut(&(RefKind::Secret, "creds".into())).unwrap();
+        obj.annotations.insert(policy::ALLOWED_SERVERS_ANNOTATION.into(), " SMTP.example.com:587 , other.example ".into());
+        assert!(validate(&basic(), "mail", &r, &opts).is_ok());
+        // moving the server elsewhere without the Secret's consent is refused again
+        let mut moved = basic();
+        moved.server = "evil.example.net".into();
+        assert_eq!(validate(&moved, "mail", &r, &opts).unwrap_err().reason, Reason::CredentialsNotBoundToServer);
+    }
+
+    #[test]
+    fn denied_ip_literals_are_refused_in_any_form() {
+        let opts = Options { denied: policy::default_denied(), ..Default::default() };
+        for server in ["127.0.0.1", "0x7f.1", "2130706433", "127.1", "[::ffff:127.0.0.1]", "169.254.169.254", "::1"] {
+            let mut s = basic();
+            s.server = server.into();
+            let e = validate(&s, "ns", &with_secret("creds", "password", b"pw"), &opts).unwrap_err();
+            assert_eq!(e.reason, Reason::DestinationNotAllowed, "{server}");
+        }
+        let mut s = basic();
+        s.server = "smtp.bücher.example".into();
+        let plan = validate(&s, "ns", &with_secret("creds", "password", b"pw"), &opts).unwrap();
+        assert_eq!(plan.request.server, "smtp.xn--bcher-kva.example", "punycode is dialled and verified");
+    }
+
+    #[test]
     fn versions_describe_what_was_read() {
         let refs = references(&basic());
         assert_eq!(with_secret("creds", "password", b"pw").versions(&refs), vec!["Secret/creds@7"]);

@@ -88,7 +88,15 @@ fn print_report(report: &engine::Report) {
     if let Some(peer) = report.peer {
         println!("  Connected to: {peer}");
     }
-    for (step, d) in &report.step_durations {
+    let failed = report.outcome.as_ref().err();
+    let mut steps = report.step_durations.as_slice();
+    // the failing step is timed too; it is printed as FAILED below, not as ok
+    if let (Some(f), Some(((last, _), rest))) = (failed, steps.split_last())
+        && *last == f.step
+    {
+        steps = rest;
+    }
+    for (step, d) in steps {
         println!("  {:<10} ok  {} ms", step.as_str(), d.as_millis());
     }
     if let Some(v) = &report.tls_version {
@@ -97,7 +105,8 @@ fn print_report(report: &engine::Report) {
     if !report.server_mechanisms.is_empty() {
         println!("  Server AUTH mechanisms: {}", report.server_mechanisms.join(" "));
     }
-    if let Some(m) = &report.auth_mechanism {
+    // the mechanism tried is recorded even when AUTH failed; report it as used only when AUTH passed
+    if let Some(m) = report.auth_mechanism.as_ref().filter(|_| failed.is_none_or(|f| f.step > engine::Step::Auth)) {
         println!("  Authenticated with: {m}");
     }
     if let Some(r) = &report.test_message_reply {

@@ -39,6 +39,7 @@ pub struct ErrorLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReadyLabels {
+    pub namespace: String,
     pub ready: String,
 }
 
@@ -84,7 +85,7 @@ impl Default for Metrics {
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
         registry.register("reconcile_errors", "Reconcile errors, by kind", reconcile_errors.clone());
         let resources = Family::<ReadyLabels, Gauge>::default();
-        registry.register("resources", "SmtpSettings by Ready status", resources.clone());
+        registry.register("resources", "SmtpSettings by namespace and Ready status", resources.clone());
         let leader = Gauge::default();
         registry.register("leader", "1 while this instance holds the leader lease (or runs without election)", leader.clone());
         Self {
@@ -130,7 +131,8 @@ impl Metrics {
         *seen = (requests.max(seen.0), failures.max(seen.1), hits.max(seen.2));
     }
 
-    /// Sets the Ready status of one object (`None` when it is gone) and refreshes the per-status gauge.
+    /// Sets the Ready status of one object (`namespace/name`; `None` when it is gone) and refreshes the
+    /// per-namespace, per-status gauge.
     pub fn set_ready(&self, key: &str, ready: Option<&str>) {
         let mut map = self.ready_by_object.lock().expect("metrics lock");
         match ready {
@@ -141,9 +143,14 @@ impl Metrics {
                 map.remove(key);
             }
         }
+        let namespace = key.split_once('/').map(|(ns, _)| ns).unwrap_or_default();
         for status in ["True", "False", "Unknown"] {
-            let n = map.values().filter(|v| v.as_str() == status).count();
-            self.resources.get_or_create(&ReadyLabels { ready: status.to_lowercase() }).set(n as i64);
+            let n = map
+                .iter()
+                .filter(|(k, v)| k.split_once('/').map(|(ns, _)| ns) == Some(namespace) && v.as_str() == status)
+                .count();
+            let labels = ReadyLabels { namespace: namespace.to_string(), ready: status.to_lowercase() };
+            self.resources.get_or_create(&labels).set(n as i64);
         }
     }
 
@@ -168,7 +175,7 @@ mod tests {
         m.set_ready("ns/b", None);
         let text = m.encode();
         assert!(text.contains(r#"smtp_operator_checks_total{result="Failed",reason="ConnectionRefused"} 1"#), "{text}");
-        assert!(text.contains(r#"smtp_operator_resources{ready="true"} 1"#), "{text}");
-        assert!(text.contains(r#"smtp_operator_resources{ready="false"} 0"#), "{text}");
+        assert!(text.contains(r#"smtp_operator_resources{namespace="ns",ready="true"} 1"#), "{text}");
+        assert!(text.contains(r#"smtp_operator_resources{namespace="ns",ready="false"} 0"#), "{text}");
     }
 }

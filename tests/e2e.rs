@@ -261,7 +261,8 @@ async fn check_requested_annotation_rechecks_and_metrics_are_served() {
     assert_eq!(code, 200);
     assert!(body.contains(r#"smtp_operator_checks_total{result="Succeeded",reason="Succeeded"}"#), "{body}");
     assert!(body.contains("smtp_operator_check_step_duration_seconds_bucket"), "{body}");
-    assert!(body.contains(r#"smtp_operator_resources{ready="true"} 1"#), "{body}");
+    let ready = format!(r#"smtp_operator_resources{{namespace="{}",ready="true"}} 1"#, ns.name());
+    assert!(body.contains(&ready), "{body}");
     assert!(!body.contains(PASSWORD));
     delete_all_smtp(&client, ns.name()).await;
     ns.cleanup().await;

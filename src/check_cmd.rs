@@ -56,6 +56,23 @@ async fn check(args: &CheckArgs) -> Result<bool, String> {
             referenced.objects.insert((kind, name), o);
         }
     }
+    // without a cluster, every referenced object must come from a flag: say which one is missing
+    for r in &refs {
+        if !referenced.objects.contains_key(&(r.kind, r.name.clone())) {
+            let flag = match r.kind {
+                RefKind::Secret => "--secret-file",
+                RefKind::ConfigMap => "--configmap-file",
+            };
+            return Err(format!(
+                "the spec references {} {:?} (key {:?}); pass it with {flag} {}=PATH (a file with the value, or a \
+                 directory holding a file per key)",
+                r.kind.as_str(),
+                r.name,
+                r.key,
+                r.name
+            ));
+        }
+    }
     let options = Options::default();
     println!("Checking {}:{} ({:?}, auth {:?})", obj.spec.server, obj.spec.port, obj.spec.tls.mode, obj.spec.auth.type_);
     let plan = match validate::validate(&obj.spec, obj.metadata.namespace.as_deref().unwrap_or("default"), &referenced, &options) {

@@ -1,0 +1,51 @@
+//! `smtp-operator check`: the same engine without a cluster, against a real aiosmtpd peer.
+
+mod support;
+
+use std::process::Command;
+
+use support::smtp_peer::SmtpPeer;
+
+fn spec(port: u16) -> String {
+    format!(
+        "apiVersion: smtp-operator.io/v1alpha1\nkind: SmtpSettings\nmetadata: {{name: t}}\nspec:\n  server: 127.0.0.1\n  \
+         port: {port}\n  from: 'Alerts <alerts@example.com>'\n  tls: {{mode: StartTLS, caBundle: {{configMapKeyRef: {{name: ca, key: ca.crt}}}}}}\n  \
+         auth: {{type: Basic, basic: {{username: u, passwordSecretRef: {{name: creds, key: password}}}}}}\n  \
+         testEmail: {{to: [ops@example.com]}}\n"
+    )
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_smtp-operator")).arg("check").args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn check_command_reports_and_exits_by_result() {
+    let peer = SmtpPeer::start(&["--tls", "starttls", "--auth", "plain,login", "--user", "u", "--password", "right-pw"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yaml");
+    std::fs::write(&file, spec(peer.port)).unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, peer.ca_pem()).unwrap();
+    let good = dir.path().join("good");
+    std::fs::write(&good, "right-pw").unwrap();
+    let bad = dir.path().join("bad");
+    std::fs::write(&bad, "wrong-pw").unwrap();
+    let (f, ca) = (file.to_str().unwrap(), format!("ca={}", ca.display()));
+
+    let (code, out, _) = run(&["-f", f, "--secret-file", &format!("creds={}", good.display()), "--configmap-file", &ca, "--send-test-email"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Result: Succeeded") && out.contains("TLS version: 1.3") && out.contains("Authenticated with: PLAIN"), "{out}");
+    assert!(out.contains("Test email accepted: 250"), "{out}");
+    assert_eq!(peer.count("message"), 1);
+
+    let (code, out, _) = run(&["-f", f, "--secret-file", &format!("creds={}", bad.display()), "--configmap-file", &ca]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Result: Failed (AuthenticationFailed)") && out.contains("535"), "{out}");
+    assert!(!out.contains("wrong-pw") && !out.contains("Authenticated with"), "{out}");
+
+    let (code, _, err) = run(&["-f", f, "--secret-file", &format!("creds={}", good.display())]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--configmap-file ca=PATH"), "{err}");
+}

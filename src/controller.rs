@@ -15,7 +15,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::core::PartialObjectMeta;
+use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -169,16 +169,27 @@ async fn run_controller(
 ) -> anyhow::Result<()> {
     let client = ctx.client.clone();
     // Secrets and ConfigMaps are watched as metadata only: their values are read on demand, per reference.
-    let (smtp_api, secret_api, cm_api): (Api<SmtpSettings>, Api<PartialObjectMeta<Secret>>, Api<PartialObjectMeta<ConfigMap>>) = match &watch_namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
-        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+    // SmtpSettings are watched untyped and converted one by one, so that an object our types cannot read
+    // (e.g. written under an older CRD version) is reported and skipped instead of failing the whole list.
+    let ar = ApiResource::erase::<SmtpSettings>(&());
+    let (smtp_api, secret_api, cm_api): (Api<DynamicObject>, Api<PartialObjectMeta<Secret>>, Api<PartialObjectMeta<ConfigMap>>) = match &watch_namespace {
+        Some(ns) => (Api::namespaced_with(client.clone(), ns, &ar), Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        None => (Api::all_with(client.clone(), &ar), Api::all(client.clone()), Api::all(client.clone())),
     };
 
     let (reader, writer) = reflector::store();
     // Status writes change neither generation nor these annotations, so they do not trigger a reconcile.
     let metrics = ctx.metrics.clone();
+    let malformed = ctx.clone();
     let main_stream = watcher(smtp_api, watcher::Config::default())
         .default_backoff()
+        .filter_map(move |event| {
+            let ctx = malformed.clone();
+            futures::future::ready(match event {
+                Ok(e) => typed_event(e, |obj, error| report_malformed(&ctx, obj, error)).map(Ok),
+                Err(e) => Some(Err(e)),
+            })
+        })
         .reflect(writer)
         .touched_objects()
         .predicate_filter(trigger_hash, Default::default());
@@ -238,6 +249,43 @@ async fn run_controller(
         })
         .await;
     Ok(())
+}
+
+/// Converts an untyped watch event to a typed one; an object that does not deserialize is handed to
+/// `malformed` and left out (a deletion of it is passed on with what can be read, so the store forgets it).
+fn typed_event(
+    event: watcher::Event<DynamicObject>,
+    mut malformed: impl FnMut(&DynamicObject, &serde_json::Error),
+) -> Option<watcher::Event<SmtpSettings>> {
+    let mut convert = |obj: DynamicObject| match serde_json::to_value(&obj).and_then(serde_json::from_value::<SmtpSettings>) {
+        Ok(typed) => Some(typed),
+        Err(e) => {
+            malformed(&obj, &e);
+            None
+        }
+    };
+    match event {
+        watcher::Event::Apply(o) => convert(o).map(watcher::Event::Apply),
+        watcher::Event::InitApply(o) => convert(o).map(watcher::Event::InitApply),
+        watcher::Event::Delete(o) => convert(o).map(watcher::Event::Delete),
+        watcher::Event::Init => Some(watcher::Event::Init),
+        watcher::Event::InitDone => Some(watcher::Event::InitDone),
+    }
+}
+
+/// Logs and publishes a Warning event for an SmtpSettings that cannot be read.
+fn report_malformed(ctx: &Arc<Context>, obj: &DynamicObject, error: &serde_json::Error) {
+    let (ns, name) = (obj.metadata.namespace.clone().unwrap_or_default(), obj.metadata.name.clone().unwrap_or_default());
+    warn!(namespace = %ns, name = %name, error = %error, "SmtpSettings cannot be read; skipped until it is fixed");
+    let reference = obj.object_ref(&ApiResource::erase::<SmtpSettings>(&()));
+    let recorder = ctx.recorder.clone();
+    let note = format!("the object does not match the SmtpSettings schema of this operator ({error}); fix or re-apply it");
+    tokio::spawn(async move {
+        let ev = Event { type_: EventType::Warning, reason: "Malformed".into(), note: Some(conditions::truncate(note, 1000)), action: "Read".into(), secondary: None };
+        if let Err(e) = recorder.publish(&ev, &reference).await {
+            warn!(error = %e, "could not publish event");
+        }
+    });
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -656,6 +704,28 @@ async fn publish(ctx: &Context, obj: &SmtpSettings, type_: EventType, reason: &s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_objects_are_reported_and_skipped_not_fatal() {
+        let good: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "smtp-operator.io/v1alpha1", "kind": "SmtpSettings",
+            "metadata": {"name": "ok", "namespace": "ns"},
+            "spec": {"server": "smtp.example.com", "port": 587, "from": "a@example.com"}
+        }))
+        .unwrap();
+        let mut bad = good.clone();
+        bad.metadata.name = Some("bad".into());
+        bad.data["spec"]["port"] = serde_json::json!("587");
+        let mut seen = Vec::new();
+        let out = typed_event(watcher::Event::InitApply(bad), |o, _| seen.push(o.metadata.name.clone()));
+        assert!(out.is_none());
+        assert_eq!(seen, vec![Some("bad".to_string())]);
+        match typed_event(watcher::Event::Apply(good), |_, _| panic!("good object reported")) {
+            Some(watcher::Event::Apply(o)) => assert_eq!(o.spec.port, 587),
+            _ => panic!("good object dropped"),
+        }
+        assert!(matches!(typed_event(watcher::Event::InitDone, |_, _| ()), Some(watcher::Event::InitDone)));
+    }
 
     #[test]
     fn digest_is_stable_and_sensitive() {

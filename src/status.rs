@@ -31,11 +31,10 @@ pub fn invalid(invalid: &Invalid) -> Vec<Desired> {
 /// Describes a failure for a condition message: step, reason text, server reply.
 pub fn failure_message(f: &Failure) -> String {
     let mut m = format!("{} failed: {}", f.step.as_str(), f.message);
-    if let Some(r) = &f.reply {
-        if !f.message.contains(&r.text) {
+    if let Some(r) = &f.reply
+        && !f.message.contains(&r.text) {
             m.push_str(&format!(" (server replied {} {})", r.code, r.text));
         }
-    }
     m
 }
 

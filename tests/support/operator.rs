@@ -50,11 +50,10 @@ impl Operator {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             for line in self.log_text().lines() {
-                if let Ok(v) = serde_json::from_str::<Value>(line) {
-                    if v["message"] == "serving /metrics, /healthz, /readyz" {
+                if let Ok(v) = serde_json::from_str::<Value>(line)
+                    && v["message"] == "serving /metrics, /healthz, /readyz" {
                         return v["addr"].as_str().expect("addr").to_string();
                     }
-                }
             }
             assert!(Instant::now() < deadline, "operator did not log its metrics address:\n{}", self.log_text());
             std::thread::sleep(Duration::from_millis(100));

@@ -163,6 +163,15 @@ fn pem_body_line(pem: &str) -> String {
     pem.lines().nth(2).expect("a PEM body line").to_string()
 }
 
+/// The operator's log lines about checks (for assertion messages).
+fn check_lines(op: &Operator) -> String {
+    op.log_text()
+        .lines()
+        .filter(|l| ["check finished", "check deferred", "reconcile failed", "token"].iter().any(|w| l.contains(w)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 async fn wait_checked_again(client: &kube::Client, ns: &str, name: &str, before: &SmtpSettings) -> SmtpSettings {
     let inputs = |o: &SmtpSettings| o.status.as_ref().and_then(|s| s.last_check.as_ref()).and_then(|l| l.inputs.clone());
     let old = inputs(before);
@@ -217,7 +226,7 @@ async fn every_grant_goes_ready_with_xoauth2_at_postfix_and_dovecot() {
     }
     // every login was checked by Dovecot at the Authlib server (active token, for the mailbox)
     let introspections: Vec<Value> = oauth.events().into_iter().filter(|e| e["event"] == "introspect").collect();
-    assert_eq!(introspections.len(), 3, "{introspections:?}");
+    assert_eq!(introspections.len(), 3, "one check each: {introspections:?}\n{}", check_lines(&op));
     assert!(introspections.iter().all(|e| e["active"] == true && e["username"] == USER && e["client"] == "dovecot"));
 
     // a test email through XOAUTH2 reaches the Maildir
@@ -373,7 +382,13 @@ async fn checks_share_one_token_until_the_secret_is_rotated() {
         }
     }
     assert_eq!(active_introspections(&oauth), 6, "six XOAUTH2 logins checked by Dovecot");
-    assert_eq!(grants_seen(&oauth, "cc-app"), ["client_credentials:ok"], "exactly one token request at the server");
+    assert_eq!(
+        grants_seen(&oauth, "cc-app"),
+        ["client_credentials:ok"],
+        "exactly one token request at the server\n{}\n{}",
+        oauth.events_text(),
+        check_lines(&op)
+    );
     let (code, body) = http_get(&op.metrics_addr(), "/metrics");
     assert_eq!(code, 200);
     assert_eq!(metric(&body, r#"smtp_operator_token_requests_total{result="Succeeded"}"#), Some(1.0), "{body}");

@@ -345,7 +345,22 @@ fn now() -> Timestamp {
 async fn reconcile(obj: Arc<SmtpSettings>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = obj.namespace().ok_or(Error::NoNamespace)?;
     let span = info_span!("reconcile", namespace = %ns, name = %obj.name_any());
-    let res = reconcile_inner(&obj, &ctx, &ns).instrument(span).await;
+    let res = async {
+        // The reflector store can lag behind this operator's own last status write (a trigger that arrived
+        // during a check runs right after it). Deciding on that stale status would run the check again and
+        // overwrite the newer status with one built from the stale one, so decide on a fresh read.
+        let api: Api<SmtpSettings> = Api::namespaced(ctx.client.clone(), &ns);
+        let fresh = api
+            .get_opt(&obj.name_any())
+            .await
+            .map_err(|source| Error::Dereference { kind: "SmtpSettings", name: obj.name_any(), source })?;
+        match fresh {
+            Some(fresh) => reconcile_inner(&fresh, &ctx, &ns).await,
+            None => Ok(Action::await_change()),
+        }
+    }
+    .instrument(span)
+    .await;
     if res.is_ok() {
         ctx.failures.lock().expect("failures lock").remove(&ObjectRef::from_obj(&*obj));
     }
@@ -452,7 +467,7 @@ async fn run_check(obj: &SmtpSettings, ctx: &Context, plan: &Plan, test_request:
         _ => None,
     };
     let report = crate::check::run(plan, &ctx.tokens, message).await;
-    ctx.metrics.sync_token_counters(ctx.tokens.token_requests(), ctx.tokens.token_failures(), ctx.tokens.cache_hits());
+    ctx.metrics.sync_token_counters(ctx.tokens.token_successes(), ctx.tokens.token_failures(), ctx.tokens.cache_hits());
     report
 }
 

@@ -57,7 +57,7 @@ pub struct Metrics {
     pub resources: Family<ReadyLabels, Gauge>,
     pub leader: Gauge,
     ready_by_object: Mutex<HashMap<String, String>>,
-    /// Token-cache totals already added to the counters (requests, failures, hits).
+    /// Token-cache totals already added to the counters (successes, failures, hits).
     token_seen: Mutex<(u64, u64, u64)>,
 }
 
@@ -120,15 +120,14 @@ impl Metrics {
         }
     }
 
-    /// Brings the token counters up to the token cache's running totals (exact under concurrency).
-    pub fn sync_token_counters(&self, requests: u64, failures: u64, hits: u64) {
+    /// Brings the token counters up to the token cache's running totals (exact under concurrency: each total
+    /// only grows and is counted on completion, so a request still in flight is in neither).
+    pub fn sync_token_counters(&self, successes: u64, failures: u64, hits: u64) {
         let mut seen = self.token_seen.lock().expect("metrics lock");
-        let ok = requests.saturating_sub(failures);
-        let seen_ok = seen.0.saturating_sub(seen.1);
-        self.token_requests.get_or_create(&ResultLabels { result: "Succeeded".into() }).inc_by(ok.saturating_sub(seen_ok));
+        self.token_requests.get_or_create(&ResultLabels { result: "Succeeded".into() }).inc_by(successes.saturating_sub(seen.0));
         self.token_requests.get_or_create(&ResultLabels { result: "Failed".into() }).inc_by(failures.saturating_sub(seen.1));
         self.token_cache_hits.inc_by(hits.saturating_sub(seen.2));
-        *seen = (requests.max(seen.0), failures.max(seen.1), hits.max(seen.2));
+        *seen = (successes.max(seen.0), failures.max(seen.1), hits.max(seen.2));
     }
 
     /// Sets the Ready status of one object (`namespace/name`; `None` when it is gone) and refreshes the

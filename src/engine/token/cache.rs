@@ -80,6 +80,7 @@ struct Inner {
     requests: AtomicU64,
     hits: AtomicU64,
     failures: AtomicU64,
+    successes: AtomicU64,
 }
 
 /// The shared token cache. Cheap to clone; all clones share entries and counters.
@@ -127,6 +128,12 @@ impl TokenCache {
         self.inner.failures.load(Ordering::Relaxed)
     }
 
+    /// Token requests that returned a token. Counted on completion, like failures, so a reader never takes a
+    /// request still in flight for a success (`token_requests() - token_failures()` would).
+    pub fn token_successes(&self) -> u64 {
+        self.inner.successes.load(Ordering::Relaxed)
+    }
+
     /// Calls answered from the cache.
     pub fn cache_hits(&self) -> u64 {
         self.inner.hits.load(Ordering::Relaxed)
@@ -150,10 +157,16 @@ impl TokenCache {
         let cell = {
             let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
-            // drop entries nobody is using whose token can no longer be reused
-            slots.retain(|_, s| match s.cell.try_lock() {
-                Ok(c) => c.as_ref().is_some_and(|c| c.reuse_until > now),
-                Err(_) => true,
+            // drop entries nobody is using whose token can no longer be reused. "Using" includes a caller that
+            // has taken the cell but not locked it yet (its entry is still empty): dropping that entry would
+            // let the next caller fetch a second token. Clones are only made under this lock, so the count
+            // cannot grow while we look.
+            slots.retain(|_, s| {
+                Arc::strong_count(&s.cell) > 1
+                    || match s.cell.try_lock() {
+                        Ok(c) => c.as_ref().is_some_and(|c| c.reuse_until > now),
+                        Err(_) => true,
+                    }
             });
             match slots.get(&id) {
                 Some(s) if s.version == version => s.cell.clone(),
@@ -177,6 +190,7 @@ impl TokenCache {
         let sent = Instant::now();
         match fetch().await {
             Ok(token) => {
+                self.inner.successes.fetch_add(1, Ordering::Relaxed);
                 if let Some(reuse) = reuse_for(token.expires_in) {
                     *guard = Some(Cached { token: token.clone(), reuse_until: sent + reuse });
                 }
@@ -245,10 +259,40 @@ mod tests {
         assert!(cache.get_with(&other, "v1", fail).await.is_err());
         cache.get_with(&other, "v1", || async { ok(Some(100)) }).await.unwrap();
         assert_eq!((cache.token_requests(), cache.token_failures()), (5, 1), "failures are not cached");
+        assert_eq!(cache.token_successes(), 4);
 
         cache.invalidate(&other, "v1");
         cache.get_with(&other, "v1", || async { ok(None) }).await.unwrap();
         cache.get_with(&other, "v1", || async { ok(None) }).await.unwrap();
         assert_eq!(cache.token_requests(), 7, "no expires_in: not reused");
+    }
+
+    /// Single flight holds on the multi-threaded runtime too: a caller that has just created an entry (and not
+    /// yet locked it) must not see it dropped by another caller's clean-up, which would mean two fetches.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_first_calls_share_one_fetch() {
+        for _ in 0..300 {
+            let cache = TokenCache::new();
+            let fetches = Arc::new(AtomicU64::new(0));
+            let tasks: Vec<_> = (0..4)
+                .map(|_| {
+                    let (cache, fetches) = (cache.clone(), fetches.clone());
+                    tokio::spawn(async move {
+                        cache
+                            .get_with(&req(&[]), "v1", || async move {
+                                fetches.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(2)).await;
+                                ok(Some(100))
+                            })
+                            .await
+                            .unwrap();
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            assert_eq!(fetches.load(Ordering::Relaxed), 1, "one fetch for concurrent first calls");
+        }
     }
 }

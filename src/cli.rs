@@ -56,7 +56,8 @@ pub struct RunArgs {
     pub global_check_rate: String,
 
     /// Enforce the `smtp-operator.io/allowed-servers` annotation on referenced Secrets.
-    #[arg(long, env = "SMTP_OPERATOR_REQUIRE_SECRET_BINDING", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "SMTP_OPERATOR_REQUIRE_SECRET_BINDING", default_value_t = true, action = clap::ArgAction::Set,
+        num_args = 0..=1, require_equals = false, default_missing_value = "true")]
     pub require_secret_binding: bool,
 
     /// Limit the operator to one namespace (default: all namespaces).
@@ -64,7 +65,8 @@ pub struct RunArgs {
     pub watch_namespace: Option<String>,
 
     /// Lease-based leader election; the Lease is named `smtp-operator`.
-    #[arg(long, env = "SMTP_OPERATOR_LEADER_ELECT", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "SMTP_OPERATOR_LEADER_ELECT", default_value_t = false, action = clap::ArgAction::Set,
+        num_args = 0..=1, require_equals = false, default_missing_value = "true")]
     pub leader_elect: bool,
 
     /// Namespace of the Lease (default: the pod's namespace from POD_NAMESPACE, else `default`).
@@ -104,4 +106,28 @@ pub struct CheckArgs {
 /// Parses a Go-style duration for clap.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::duration::parse(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(["smtp-operator", "run"].iter().chain(args)).expect("parses");
+        match cli.command {
+            Command::Run(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn boolean_flags_work_bare_and_with_a_value() {
+        let a = run(&["--leader-elect", "--leader-election-namespace", "ops", "--require-secret-binding"]);
+        assert!(a.leader_elect && a.require_secret_binding);
+        assert_eq!(a.leader_election_namespace.as_deref(), Some("ops"));
+        assert!(!run(&["--leader-elect=false"]).leader_elect);
+        assert!(!run(&["--require-secret-binding", "false"]).require_secret_binding);
+        assert!(run(&["--leader-elect", "true"]).leader_elect);
+        assert!(!run(&[]).leader_elect && run(&[]).require_secret_binding);
+    }
 }

@@ -4,4 +4,5 @@
 pub mod kube;
 pub mod oauth;
 pub mod operator;
+pub mod rbac;
 pub mod smtp_peer;

@@ -80,6 +80,30 @@ impl Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Like [`Operator::start`], with extra environment variables (e.g. `KUBECONFIG` of a ServiceAccount).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Operator {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("operator.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_smtp-operator"))
+            .arg("run")
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "debug,hyper=info,tower=info,rustls=info,h2=info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn smtp-operator");
+        Operator { child, log, _dir: dir }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
 }
 
 impl Drop for Operator {

@@ -1,0 +1,644 @@
+//! End to end, the security rules (CONTRACT §5) against the real kube-apiserver and aiosmtpd peers:
+//! least-privilege RBAC from the chart, the rate limits, the destination policy with the default denylist,
+//! hostile input the schema admits, and no leak of Secret values anywhere.
+//!
+//! Most tests run their own operator limited to their own namespace (`--watch-namespace`). Two tests need an
+//! operator that watches every namespace; they take [`ALL_NAMESPACES`] exclusively (every other test here
+//! takes it shared), and they allow only their own peers' ports, so a resource they might still see from an
+//! earlier run is left `PortNotAllowed` instead of being dialled.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use smtp_operator::api::{SmtpSettings, TestEmailResult};
+use tokio::sync::RwLock;
+
+use support::kube::{TestNamespace, client, kubeconfig_path};
+use support::operator::*;
+use support::rbac::ChartRbac;
+use support::smtp_peer::SmtpPeer;
+
+/// Deletes the SmtpSettings of a namespace on drop, also when the test panicked: without a
+/// controller-manager a deleted namespace keeps its objects, and an all-namespaces operator of a later test
+/// would see them.
+struct DeleteSmtpOnDrop(String);
+
+impl Drop for DeleteSmtpOnDrop {
+    fn drop(&mut self) {
+        let _ = support::kube::kubectl(["delete", "smtpsettings", "--all", "-n", &self.0, "--wait=false", "--request-timeout=10s"]);
+    }
+}
+
+/// Exclusive for tests whose operator watches all namespaces, shared for the others.
+static ALL_NAMESPACES: RwLock<()> = RwLock::const_new(());
+
+const PASSWORD: &str = "sec-Pw-Distinctive-4d2b7e";
+
+fn admin_kubeconfig() -> String {
+    kubeconfig_path().to_str().expect("utf-8 kubeconfig path").to_string()
+}
+
+/// Starts the operator with `args`, as the plane's admin unless `kubeconfig` is given.
+fn start(args: &[String], kubeconfig: Option<&str>) -> Operator {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let kc = kubeconfig.map(str::to_string).unwrap_or_else(admin_kubeconfig);
+    Operator::start_with_env(&refs, &[("KUBECONFIG", &kc)])
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// An operator for one namespace whose peers live on loopback: nothing denied, only `ports` allowed.
+fn namespaced_operator(ns: &str, ports: &str, extra: &[&str]) -> Operator {
+    let mut a = args(&[
+        "--watch-namespace",
+        ns,
+        "--denied-cidrs=",
+        "--allowed-ports",
+        ports,
+        "--min-check-interval",
+        "1s",
+        "--namespace-check-rate",
+        "600/m",
+    ]);
+    a.extend(args(extra));
+    start(&a, None)
+}
+
+fn plain_peer(password: &str) -> SmtpPeer {
+    SmtpPeer::start(&["--tls", "starttls", "--auth", "plain,login", "--user", "alerts", "--password", password])
+}
+
+/// A peer without TLS or AUTH (cheap: for counting connections).
+fn bare_peer() -> SmtpPeer {
+    SmtpPeer::start(&["--tls", "none"])
+}
+
+fn basic_spec(server: &str, port: u16, secret: &str) -> Value {
+    json!({
+        "server": server,
+        "port": port,
+        "from": "Platform Alerts <alerts@example.com>",
+        "tls": {"mode": "StartTLS", "caBundle": {"configMapKeyRef": {"name": "peer-ca", "key": "ca.crt"}}},
+        "auth": {"type": "Basic", "basic": {"username": "alerts", "passwordSecretRef": {"name": secret, "key": "password"}}},
+        "check": {"interval": "0s"},
+        "testEmail": {"to": ["ops@example.com"]},
+    })
+}
+
+fn bare_spec(server: &str, port: u16) -> Value {
+    json!({
+        "server": server,
+        "port": port,
+        "from": "alerts@example.com",
+        "tls": {"mode": "None"},
+        "auth": {"type": "None"},
+        "check": {"interval": "0s"},
+    })
+}
+
+/// The peers' CAs in one ConfigMap `peer-ca` (key `ca.crt`), so a resource may move between them.
+async fn ca_config_map(client: &kube::Client, ns: &str, peers: &[&SmtpPeer]) {
+    let pem: String = peers.iter().map(|p| String::from_utf8(p.ca_pem()).unwrap()).collect();
+    create_config_map(client, ns, "peer-ca", &[("ca.crt", &pem)]).await;
+}
+
+async fn bound_secret(client: &kube::Client, ns: &str, name: &str, password: &[u8], allowed: &str) {
+    create_secret(client, ns, name, &[("password", password)], &[("smtp-operator.io/allowed-servers", allowed)]).await;
+}
+
+async fn patch_spec(client: &kube::Client, ns: &str, name: &str, patch: Value) {
+    let api: Api<SmtpSettings> = Api::namespaced(client.clone(), ns);
+    api.patch(name, &PatchParams::default(), &Patch::Merge(json!({ "spec": patch }))).await.expect("patch spec");
+}
+
+/// Polls `f` until it returns true (at most `secs`), panicking with `what`.
+async fn eventually(secs: u64, what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn lease_holder(client: &kube::Client, ns: &str) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
+    leases.get_opt("smtp-operator").await.ok().flatten()?.spec?.holder_identity.filter(|h| !h.is_empty())
+}
+
+/// A value of the Prometheus text exposition, by exact series name (with labels).
+fn metric(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// 1. Least privilege: the operator runs as the chart's ServiceAccount with the chart's RBAC
+// ------------------------------------------------------------------------------------------------------------
+
+/// Creates a bound Basic-auth resource in `ns` against `peer` and checks that the operator (running as a
+/// ServiceAccount) gets it Ready, publishes events, and holds the Lease in `lease_ns`.
+async fn ready_events_and_lease(client: &kube::Client, ns: &str, lease_ns: &str, peer: &SmtpPeer, op: &mut Operator) {
+    ca_config_map(client, ns, &[peer]).await;
+    bound_secret(client, ns, "smtp-credentials", PASSWORD.as_bytes(), &format!("127.0.0.1:{}", peer.port)).await;
+    create_smtp(client, ns, "mail", basic_spec("127.0.0.1", peer.port, "smtp-credentials")).await;
+
+    let obj = wait_condition(client, ns, "mail", "Ready", "True", Some("CheckSucceeded"), 120).await;
+    assert_eq!(condition(&obj, "Authenticated").unwrap().reason, "Authenticated");
+    assert_eq!(peer.count("auth"), 1, "{:?}", peer.events());
+    let mut events = Vec::new();
+    eventually(30, "a CheckSucceeded event", async || {
+        events = events_for(client, ns, "mail").await;
+        events.iter().any(|(t, r, _)| t == "Normal" && r == "CheckSucceeded")
+    })
+    .await;
+    // this very process holds the Lease (identity `<host>-<pid>` outside a pod)
+    let holder = lease_holder(client, lease_ns).await.expect("the Lease smtp-operator is held");
+    assert!(holder.ends_with(&format!("-{}", op.child.id())), "holder {holder}, operator pid {}", op.child.id());
+    assert!(op.is_running(), "operator exited:\n{}", op.log_text());
+    let log = op.log_text();
+    // an RBAC denial reads `<resource> is forbidden: User "system:serviceaccount:..." cannot <verb> ...`
+    let denied: Vec<&str> = log.lines().filter(|l| l.contains("is forbidden: User")).collect();
+    assert!(denied.is_empty(), "the ServiceAccount lacked a permission:\n{}", denied.join("\n"));
+}
+
+#[tokio::test]
+async fn chart_cluster_role_suffices_for_an_all_namespaces_operator() {
+    let _all = ALL_NAMESPACES.write().await;
+    let client = client().await;
+    install_crd(&client).await;
+    let op_ns = TestNamespace::new(&client, "sec-rbac-op").await;
+    let _op_ns_guard = DeleteSmtpOnDrop(op_ns.name().to_string());
+    let ns = TestNamespace::new(&client, "sec-rbac-work").await;
+    let _ns_guard = DeleteSmtpOnDrop(ns.name().to_string());
+    let rbac = ChartRbac::install(op_ns.name(), &[("leaderElect", "true")]);
+    let kinds = rbac.kinds();
+    for k in ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
+        assert!(kinds.iter().any(|x| x == k), "chart rendered no {k}: {kinds:?}");
+    }
+    // the identity is really not an admin, and really has what the operator needs
+    assert!(rbac.can_i(&["list", "secrets", "--all-namespaces"]));
+    assert!(rbac.can_i(&["patch", "smtpsettings.smtp-operator.io", "--subresource=status", "-n", ns.name()]));
+    assert!(!rbac.can_i(&["update", "smtpsettings.smtp-operator.io", "-n", ns.name()]), "may edit specs");
+    assert!(!rbac.can_i(&["create", "secrets", "-n", ns.name()]), "may create Secrets");
+    assert!(!rbac.can_i(&["list", "pods", "-n", ns.name()]), "may list pods");
+    assert!(!rbac.can_i(&["create", "leases.coordination.k8s.io", "-n", ns.name()]), "may create leases elsewhere");
+
+    let peer = plain_peer(PASSWORD);
+    let port = peer.port.to_string();
+    let mut op = start(
+        &args(&[
+            "--denied-cidrs=",
+            "--allowed-ports",
+            &port,
+            "--min-check-interval",
+            "1s",
+            "--leader-elect",
+            "--leader-election-namespace",
+            op_ns.name(),
+        ]),
+        rbac.kubeconfig.to_str(),
+    );
+    ready_events_and_lease(&client, ns.name(), op_ns.name(), &peer, &mut op).await;
+    delete_all_smtp(&client, ns.name()).await;
+    drop(op);
+    ns.cleanup().await;
+    op_ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn chart_namespaced_role_suffices_with_watch_namespace() {
+    let _shared = ALL_NAMESPACES.read().await;
+    let client = client().await;
+    install_crd(&client).await;
+    let op_ns = TestNamespace::new(&client, "sec-rbacns-op").await;
+    let _op_ns_guard = DeleteSmtpOnDrop(op_ns.name().to_string());
+    let ns = TestNamespace::new(&client, "sec-rbacns-work").await;
+    let _ns_guard = DeleteSmtpOnDrop(ns.name().to_string());
+    let rbac = ChartRbac::install(op_ns.name(), &[("leaderElect", "true"), ("watchNamespace", ns.name())]);
+    let kinds = rbac.kinds();
+    assert!(!kinds.iter().any(|k| k.starts_with("Cluster")), "watchNamespace must not render cluster RBAC: {kinds:?}");
+    assert!(rbac.can_i(&["list", "secrets", "-n", ns.name()]));
+    assert!(!rbac.can_i(&["list", "secrets", "-n", op_ns.name()]), "may read Secrets outside the watched namespace");
+    assert!(!rbac.can_i(&["list", "secrets", "--all-namespaces"]), "may read Secrets cluster-wide");
+
+    let peer = plain_peer(PASSWORD);
+    let port = peer.port.to_string();
+    let mut op = start(
+        &args(&[
+            "--watch-namespace",
+            ns.name(),
+            "--denied-cidrs=",
+            "--allowed-ports",
+            &port,
+            "--min-check-interval",
+            "1s",
+            "--leader-elect",
+            "--leader-election-namespace",
+            op_ns.name(),
+        ]),
+        rbac.kubeconfig.to_str(),
+    );
+    ready_events_and_lease(&client, ns.name(), op_ns.name(), &peer, &mut op).await;
+    delete_all_smtp(&client, ns.name()).await;
+    drop(op);
+    ns.cleanup().await;
+    op_ns.cleanup().await;
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// 2. Rate limits
+// ------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn namespace_rate_defers_checks_while_other_namespaces_keep_going() {
+    let _all = ALL_NAMESPACES.write().await;
+    let client = client().await;
+    install_crd(&client).await;
+    let busy = TestNamespace::new(&client, "sec-rate-busy").await;
+    let _busy_guard = DeleteSmtpOnDrop(busy.name().to_string());
+    let calm = TestNamespace::new(&client, "sec-rate-calm").await;
+    let _calm_guard = DeleteSmtpOnDrop(calm.name().to_string());
+    let busy_peer = bare_peer();
+    let calm_peer = bare_peer();
+    let ports = format!("{},{}", busy_peer.port, calm_peer.port);
+    // watches all namespaces: only these two peers' ports are allowed
+    let op = start(
+        &args(&[
+            "--denied-cidrs=",
+            "--allowed-ports",
+            &ports,
+            "--min-check-interval",
+            "1s",
+            "--namespace-check-rate",
+            "4/m",
+        ]),
+        None,
+    );
+    let metrics = op.metrics_addr();
+
+    // a dozen resources at once in one namespace: a burst of 4, then one check every 15 s
+    for i in 0..12 {
+        create_smtp(&client, busy.name(), &format!("m{i:02}"), bare_spec("127.0.0.1", busy_peer.port)).await;
+    }
+    let started = Instant::now();
+    create_smtp(&client, calm.name(), "calm", bare_spec("127.0.0.1", calm_peer.port)).await;
+
+    // a deferred resource says so, with the time its check runs
+    let api: Api<SmtpSettings> = Api::namespaced(client.clone(), busy.name());
+    let mut deferred_msg = String::new();
+    eventually(60, "a resource Ready=Unknown CheckDeferred", async || {
+        for o in api.list(&ListParams::default()).await.unwrap().items {
+            if let Some(c) = condition(&o, "Ready").filter(|c| c.status == "Unknown" && c.reason == "CheckDeferred") {
+                deferred_msg = c.message;
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(deferred_msg.contains("--namespace-check-rate"), "{deferred_msg}");
+    let at = deferred_msg.split("runs at ").nth(1).expect("a time in the message").trim_end_matches('.');
+    at.parse::<k8s_openapi::jiff::Timestamp>().unwrap_or_else(|e| panic!("{at:?} is not a time ({e}): {deferred_msg}"));
+
+    // the other namespace is checked meanwhile
+    wait_condition(&client, calm.name(), "calm", "Ready", "True", None, 60).await;
+
+    // within the first 10 s the busy namespace got at most its burst of 4
+    if let Some(rest) = Duration::from_secs(10).checked_sub(started.elapsed()) {
+        tokio::time::sleep(rest).await;
+        assert!(busy_peer.count("connect") <= 4, "more than the burst within 10 s: {}", busy_peer.count("connect"));
+    }
+    // at most 4 + one per 15 s since the start (plus one for rounding)
+    let within_rate = |peer: &SmtpPeer| {
+        let allowed = 4 + started.elapsed().as_secs() / 15 + 1;
+        assert!(peer.count("connect") as u64 <= allowed, "{} connections, at most {allowed} allowed", peer.count("connect"));
+    };
+
+    // the other namespace keeps being checked, on every request, while the busy one waits
+    for i in 0..3 {
+        let before = calm_peer.count("connect");
+        tokio::time::sleep(Duration::from_millis(1100)).await; // past --min-check-interval
+        annotate_smtp(&client, calm.name(), "calm", "smtp-operator.io/check-requested-at", &format!("calm-{i}")).await;
+        eventually(30, "a requested check in the calm namespace", async || calm_peer.count("connect") > before).await;
+        within_rate(&busy_peer);
+    }
+    assert!(calm_peer.count("connect") >= 4, "{:?}", calm_peer.events());
+
+    // deferred checks are not dropped: they run later, one every 15 s
+    let mut ready = 0;
+    eventually(120, "a deferred check in the busy namespace to run", async || {
+        ready = api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|o| condition(o, "Ready").is_some_and(|c| c.status == "True"))
+            .count();
+        ready >= 6
+    })
+    .await;
+    within_rate(&busy_peer);
+    assert!(busy_peer.count("connect") >= 6, "{:?}", busy_peer.events());
+
+    let (code, body) = http_get(&metrics, "/metrics");
+    assert_eq!(code, 200);
+    let deferred = metric(&body, r#"smtp_operator_checks_deferred_total{limit="namespace"}"#).unwrap_or(0.0);
+    assert!(deferred >= 8.0, "deferred counter {deferred}:\n{body}");
+    delete_all_smtp(&client, busy.name()).await;
+    delete_all_smtp(&client, calm.name()).await;
+    drop(op);
+    busy.cleanup().await;
+    calm.cleanup().await;
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// 3. Destination policy
+// ------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn default_denylist_refuses_loopback_by_name_and_by_every_literal_form() {
+    let _shared = ALL_NAMESPACES.read().await;
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "sec-deny").await;
+    let _ns_guard = DeleteSmtpOnDrop(ns.name().to_string());
+    let peer = bare_peer();
+    let port = peer.port.to_string();
+    let _op = start(
+        &args(&["--watch-namespace", ns.name(), "--denied-cidrs", "default", "--allowed-ports", &port, "--min-check-interval", "1s"]),
+        None,
+    );
+
+    // a host name resolving to loopback: refused after resolution, before connecting
+    create_smtp(&client, ns.name(), "by-name", bare_spec("localhost", peer.port)).await;
+    let obj = wait_condition(&client, ns.name(), "by-name", "Ready", "False", Some("DestinationNotAllowed"), 60).await;
+    let valid = condition(&obj, "Valid").unwrap();
+    assert_eq!((valid.status.as_str(), valid.reason.as_str()), ("False", "DestinationNotAllowed"), "{valid:?}");
+
+    // IPv4 literals in the forms inet_aton and URL parsers accept: all are 127.0.0.1
+    let admitted = ["127.0.0.1", "0x7f.1", "2130706433", "127.1", "0177.0.0.1", "[::1]", "::1"];
+    for (i, server) in admitted.iter().enumerate() {
+        let name = format!("literal-{i}");
+        create_smtp(&client, ns.name(), &name, bare_spec(server, peer.port)).await;
+        let obj = wait_condition(&client, ns.name(), &name, "Valid", "False", Some("DestinationNotAllowed"), 60).await;
+        let msg = condition(&obj, "Valid").unwrap().message;
+        assert!(msg.contains("--denied-cidrs"), "{server}: {msg}");
+    }
+    // IPv4-mapped IPv6 is refused by the schema already (CEL isIP does not accept it)
+    let api: Api<SmtpSettings> = Api::namespaced(client.clone(), ns.name());
+    for server in ["[::ffff:127.0.0.1]", "::ffff:127.0.0.1", "[::ffff:7f00:1]"] {
+        let obj: SmtpSettings = serde_json::from_value(json!({
+            "apiVersion": "smtp-operator.io/v1alpha1", "kind": "SmtpSettings",
+            "metadata": {"name": "mapped"}, "spec": bare_spec(server, peer.port),
+        }))
+        .unwrap();
+        match api.create(&PostParams::default(), &obj).await {
+            Err(kube::Error::Api(e)) => {
+                assert_eq!(e.code, 422, "{server}: {e:?}");
+                assert!(e.message.contains("server must be a host name or an IP literal"), "{server}: {}", e.message);
+            }
+            other => panic!("the schema admitted {server}: {other:?}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(peer.count("connect"), 0, "the peer saw a connection: {:?}", peer.events());
+    delete_all_smtp(&client, ns.name()).await;
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn moving_the_destination_without_rebinding_the_secret_sends_no_credential() {
+    let _shared = ALL_NAMESPACES.read().await;
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "sec-move").await;
+    let _ns_guard = DeleteSmtpOnDrop(ns.name().to_string());
+    let first = plain_peer(PASSWORD);
+    let second = plain_peer(PASSWORD);
+    ca_config_map(&client, ns.name(), &[&first, &second]).await;
+    bound_secret(&client, ns.name(), "smtp-credentials", PASSWORD.as_bytes(), &format!("127.0.0.1:{}", first.port)).await;
+    let ports = format!("{},{}", first.port, second.port);
+    let _op = namespaced_operator(ns.name(), &ports, &[]);
+    create_smtp(&client, ns.name(), "mail", basic_spec("127.0.0.1", first.port, "smtp-credentials")).await;
+    wait_condition(&client, ns.name(), "mail", "Ready", "True", None, 60).await;
+    assert_eq!(first.count("auth"), 1);
+
+    // another port: the Secret does not list it
+    patch_spec(&client, ns.name(), "mail", json!({"port": second.port})).await;
+    let obj = wait_condition(&client, ns.name(), "mail", "Valid", "False", Some("CredentialsNotBoundToServer"), 60).await;
+    let msg = condition(&obj, "Valid").unwrap().message;
+    assert!(msg.contains(&format!("127.0.0.1:{}", second.port)), "{msg}");
+    assert_eq!(condition(&obj, "Ready").unwrap().reason, "CredentialsNotBoundToServer");
+
+    // another host name at the first port: not listed either
+    patch_spec(&client, ns.name(), "mail", json!({"server": "localhost", "port": first.port})).await;
+    let obj = wait_for(&client, ns.name(), "mail", 60, |o| {
+        condition(o, "Valid").is_some_and(|c| c.reason == "CredentialsNotBoundToServer" && c.message.contains("localhost"))
+    })
+    .await;
+    assert_eq!(condition(&obj, "Valid").unwrap().status, "False");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(second.count("connect"), 0, "the new destination was dialled: {:?}", second.events());
+    assert_eq!(second.count("auth"), 0);
+    assert_eq!(first.count("auth"), 1, "the password was sent again: {:?}", first.events());
+
+    // whoever may edit the Secret binds it to the new destination: now it is used there
+    patch_spec(&client, ns.name(), "mail", json!({"server": "127.0.0.1", "port": second.port})).await;
+    wait_condition(&client, ns.name(), "mail", "Valid", "False", Some("CredentialsNotBoundToServer"), 60).await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns.name());
+    let allowed = format!("127.0.0.1:{}, 127.0.0.1:{}", first.port, second.port);
+    secrets
+        .patch(
+            "smtp-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"smtp-operator.io/allowed-servers": allowed}}})),
+        )
+        .await
+        .unwrap();
+    wait_condition(&client, ns.name(), "mail", "Ready", "True", None, 60).await;
+    assert_eq!(second.count("auth"), 1, "{:?}", second.events());
+    delete_all_smtp(&client, ns.name()).await;
+    ns.cleanup().await;
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// 4. Hostile input the schema admits
+// ------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn hostile_input_gets_precise_reasons_and_the_operator_keeps_working() {
+    let _shared = ALL_NAMESPACES.read().await;
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "sec-hostile").await;
+    let _ns_guard = DeleteSmtpOnDrop(ns.name().to_string());
+    let n = ns.name();
+    let peer = plain_peer(PASSWORD);
+    let allowed = format!("127.0.0.1:{}", peer.port);
+    ca_config_map(&client, n, &[&peer]).await;
+    bound_secret(&client, n, "smtp-credentials", PASSWORD.as_bytes(), &allowed).await;
+    bound_secret(&client, n, "empty", b"", &allowed).await;
+    bound_secret(&client, n, "binary", &[0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28, b'\n', 0x00], &allowed).await;
+    create_config_map(&client, n, "not-pem", &[("ca.crt", "this is not a certificate\n")]).await;
+    let garbage_pem = "-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGUgYXQgYWxs\n-----END CERTIFICATE-----\n";
+    create_config_map(&client, n, "garbage-pem", &[("ca.crt", garbage_pem)]).await;
+    let mut op = namespaced_operator(n, &peer.port.to_string(), &[]);
+
+    // the longest server name the schema admits (253 characters), which does not resolve
+    let label = "a".repeat(63);
+    let long_server = format!("{label}.{label}.{label}.{}.invalid", "b".repeat(53));
+    assert_eq!(long_server.len(), 253);
+    create_smtp(&client, n, "long-server", json!({"server": long_server, "port": peer.port, "from": "alerts@example.com", "auth": {"type": "None"}})).await;
+    // a 998-character from with a huge display name
+    let mut long_from = basic_spec("127.0.0.1", peer.port, "smtp-credentials");
+    let display = "x".repeat(998 - " <alerts@example.com>".len());
+    long_from["from"] = json!(format!("{display} <alerts@example.com>"));
+    create_smtp(&client, n, "long-from", long_from).await;
+    // 50 recipients, then a test email
+    let mut many = basic_spec("127.0.0.1", peer.port, "smtp-credentials");
+    many["testEmail"]["to"] = json!((0..50).map(|i| format!("rcpt{i:02}@example.com")).collect::<Vec<_>>());
+    create_smtp(&client, n, "many-rcpts", many.clone()).await;
+    // 50 recipients of which one is at the schema's length limit but not a valid address
+    let mut bad = many.clone();
+    bad["testEmail"]["to"][49] = json!(format!("{}@example.com", "l".repeat(320 - "@example.com".len())));
+    create_smtp(&client, n, "bad-rcpt", bad).await;
+    create_smtp(&client, n, "empty-pw", basic_spec("127.0.0.1", peer.port, "empty")).await;
+    create_smtp(&client, n, "binary-pw", basic_spec("127.0.0.1", peer.port, "binary")).await;
+    let mut not_pem = basic_spec("127.0.0.1", peer.port, "smtp-credentials");
+    not_pem["tls"]["caBundle"]["configMapKeyRef"]["name"] = json!("not-pem");
+    create_smtp(&client, n, "not-pem", not_pem.clone()).await;
+    not_pem["tls"]["caBundle"]["configMapKeyRef"]["name"] = json!("garbage-pem");
+    create_smtp(&client, n, "garbage-pem", not_pem).await;
+
+    let msg = |o: &SmtpSettings, t: &str| condition(o, t).unwrap().message;
+    let o = wait_condition(&client, n, "long-server", "Ready", "False", Some("DnsLookupFailed"), 90).await;
+    assert_eq!(condition(&o, "Connected").unwrap().reason, "DnsLookupFailed");
+    assert!(msg(&o, "Connected").len() <= 1024, "{}", msg(&o, "Connected"));
+    let o = wait_condition(&client, n, "bad-rcpt", "Valid", "False", Some("InvalidSpec"), 60).await;
+    assert!(msg(&o, "Valid").contains("testEmail.to"), "{}", msg(&o, "Valid"));
+    assert!(msg(&o, "Valid").len() <= 1024, "{}", msg(&o, "Valid"));
+    let o = wait_condition(&client, n, "empty-pw", "Valid", "False", Some("InvalidSecretValue"), 60).await;
+    assert!(msg(&o, "Valid").contains("empty"), "{}", msg(&o, "Valid"));
+    // a password that is not UTF-8 is sent as the bytes it is; the server refuses it
+    wait_condition(&client, n, "binary-pw", "Ready", "False", Some("AuthenticationFailed"), 60).await;
+    for name in ["not-pem", "garbage-pem"] {
+        let o = wait_condition(&client, n, name, "Valid", "False", Some("InvalidCABundle"), 60).await;
+        assert!(msg(&o, "Valid").contains(name), "{}", msg(&o, "Valid"));
+    }
+    wait_condition(&client, n, "long-from", "Ready", "True", None, 60).await;
+    wait_condition(&client, n, "many-rcpts", "Ready", "True", None, 60).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    annotate_smtp(&client, n, "many-rcpts", "smtp-operator.io/test-email-requested-at", "fifty").await;
+    let o = wait_for(&client, n, "many-rcpts", 60, |o| {
+        o.status.as_ref().and_then(|s| s.test_email.as_ref()).is_some_and(|t| t.request == "fifty" && t.result != TestEmailResult::Deferred)
+    })
+    .await;
+    assert_eq!(o.status.unwrap().test_email.unwrap().result, TestEmailResult::Sent);
+    let messages = peer.events_of("message");
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["rcpt_tos"].as_array().unwrap().len(), 50);
+
+    // the operator is still up and still serves a fresh, plain resource
+    assert!(op.is_running(), "operator exited:\n{}", op.log_text());
+    create_smtp(&client, n, "after", basic_spec("127.0.0.1", peer.port, "smtp-credentials")).await;
+    wait_condition(&client, n, "after", "Ready", "True", None, 60).await;
+    assert!(op.is_running());
+    assert!(!op.log_text().contains("panicked"), "{}", op.log_text());
+    delete_all_smtp(&client, n).await;
+    ns.cleanup().await;
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// 5. No leaks
+// ------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn secret_values_appear_in_no_log_event_status_or_metric() {
+    let _shared = ALL_NAMESPACES.read().await;
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "sec-leak").await;
+    let _ns_guard = DeleteSmtpOnDrop(ns.name().to_string());
+    let n = ns.name();
+    const OK: &str = "leak-Pw-Ok-5c1d8e70";
+    const WRONG: &str = "leak-Pw-Wrong-9b7a2f31";
+    const UNBOUND: &str = "leak-Pw-Unbound-1e44c9ad";
+    const UNUSED: &str = "leak-Unused-3e8f0a62";
+    let peer = plain_peer(OK);
+    let allowed = format!("127.0.0.1:{}", peer.port);
+    ca_config_map(&client, n, &[&peer]).await;
+    create_secret(&client, n, "ok", &[("password", OK.as_bytes()), ("unused", UNUSED.as_bytes())], &[("smtp-operator.io/allowed-servers", &allowed)]).await;
+    bound_secret(&client, n, "wrong", WRONG.as_bytes(), &allowed).await;
+    create_secret(&client, n, "unbound", &[("password", UNBOUND.as_bytes())], &[]).await;
+    let op = namespaced_operator(n, &peer.port.to_string(), &[]);
+
+    create_smtp(&client, n, "ok", basic_spec("127.0.0.1", peer.port, "ok")).await;
+    let mut login = basic_spec("127.0.0.1", peer.port, "wrong");
+    login["auth"]["basic"]["mechanisms"] = json!(["Login"]);
+    create_smtp(&client, n, "wrong-login", login).await;
+    create_smtp(&client, n, "wrong-plain", basic_spec("127.0.0.1", peer.port, "wrong")).await;
+    create_smtp(&client, n, "unbound", basic_spec("127.0.0.1", peer.port, "unbound")).await;
+    let mut no_key = basic_spec("127.0.0.1", peer.port, "ok");
+    no_key["auth"]["basic"]["passwordSecretRef"]["key"] = json!("pasword");
+    create_smtp(&client, n, "no-key", no_key).await;
+
+    wait_condition(&client, n, "ok", "Ready", "True", None, 60).await;
+    wait_condition(&client, n, "wrong-login", "Ready", "False", Some("AuthenticationFailed"), 60).await;
+    wait_condition(&client, n, "wrong-plain", "Ready", "False", Some("AuthenticationFailed"), 60).await;
+    wait_condition(&client, n, "unbound", "Valid", "False", Some("CredentialsNotBoundToServer"), 60).await;
+    let o = wait_condition(&client, n, "no-key", "Valid", "False", Some("SecretKeyNotFound"), 60).await;
+    assert!(condition(&o, "Valid").unwrap().message.contains("unused"), "the key names are listed");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    annotate_smtp(&client, n, "ok", "smtp-operator.io/test-email-requested-at", "leak-test").await;
+    wait_for(&client, n, "ok", 60, |o| {
+        o.status.as_ref().and_then(|s| s.test_email.as_ref()).is_some_and(|t| t.result == TestEmailResult::Sent)
+    })
+    .await;
+    // the wrong passwords really were sent (to the destination they are bound to) and refused
+    assert!(peer.count("auth") >= 3, "{:?}", peer.events());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // everything the operator wrote or logged
+    let log = op.log_text();
+    assert!(log.contains("check finished"), "debug log captured: {log}");
+    let events: Vec<Event> = Api::<Event>::namespaced(client.clone(), n).list(&ListParams::default()).await.unwrap().items;
+    assert!(!events.is_empty());
+    let events = serde_json::to_string(&events).unwrap();
+    let statuses: Vec<Value> = Api::<SmtpSettings>::namespaced(client.clone(), n)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|o| json!({"name": o.metadata.name, "annotations": o.metadata.annotations, "status": o.status}))
+        .collect();
+    let statuses = serde_json::to_string(&statuses).unwrap();
+    let (_, metrics) = http_get(&op.metrics_addr(), "/metrics");
+    assert!(metrics.contains("smtp_operator_checks_total"), "{metrics}");
+
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    for secret in [OK, WRONG, UNBOUND, UNUSED] {
+        // the value, and its base64 forms (AUTH PLAIN / LOGIN put them on the wire that way)
+        let forms = [
+            secret.to_string(),
+            b64(secret),
+            b64(&format!("\0alerts\0{secret}")),
+            secret.to_ascii_lowercase(),
+        ];
+        for form in &forms {
+            for (place, text) in [("operator log", &log), ("events", &events), ("status", &statuses), ("metrics", &metrics)] {
+                assert!(!text.contains(form.as_str()), "{secret:?} (as {form:?}) leaked into the {place}");
+            }
+        }
+    }
+    delete_all_smtp(&client, n).await;
+    ns.cleanup().await;
+}

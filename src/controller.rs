@@ -368,16 +368,7 @@ async fn reconcile(obj: Arc<SmtpSettings>, ctx: Arc<Context>) -> Result<Action, 
 }
 
 async fn reconcile_inner(obj: &SmtpSettings, ctx: &Context, ns: &str) -> Result<Action, Error> {
-    // The reflector's copy can lag behind our own last status write (a reconcile queued while a check ran
-    // starts right after it); deciding on that stale status would run the check a second time. Decide on
-    // the API's current copy instead.
-    let api: Api<SmtpSettings> = Api::namespaced(ctx.client.clone(), ns);
-    let fresh = match api.get_opt(&obj.name_any()).await {
-        Ok(Some(fresh)) => fresh,
-        Ok(None) => return Ok(Action::await_change()),
-        Err(source) => return Err(Error::Dereference { kind: "SmtpSettings", name: obj.name_any(), source }),
-    };
-    let obj = &fresh;
+    // `obj` is a fresh read (see `reconcile`), never the reflector's possibly stale copy
     let refs = validate::references(&obj.spec);
     let referenced = dereference(&ctx.client, ns, &refs).await?;
     let generation = obj.metadata.generation;

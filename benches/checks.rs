@@ -10,13 +10,19 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use smtp_operator::api::SmtpSettingsSpec;
-use smtp_operator::engine::{self, CheckRequest, Credentials, DialPolicy, SecretValue, TlsMode, TlsOptions, TlsVersion};
+use smtp_operator::engine::{
+    self, CheckRequest, Credentials, DialPolicy, SecretValue, TlsMode, TlsOptions, TlsVersion,
+};
 use smtp_operator::validate::{self, Options, RefKind, RefObject, Referenced};
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0)))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0))
+        })
         .unwrap_or(0)
 }
 
@@ -24,7 +30,10 @@ fn python() -> String {
     if let Ok(p) = std::env::var("SMTP_OPERATOR_PYTHON") {
         return p;
     }
-    let out = Command::new("bash").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python-env")).output().expect("python-env");
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python-env"))
+        .output()
+        .expect("python-env");
     String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("python3").trim().to_string()
 }
 
@@ -81,14 +90,19 @@ fn bench_validate() {
             resource_version: "1".into(),
         },
     );
-    let options = Options { require_secret_binding: true, allowed_ports: vec![25, 465, 587, 2525], ..Default::default() };
+    let options =
+        Options { require_secret_binding: true, allowed_ports: vec![25, 465, 587, 2525], ..Default::default() };
     let n = 50_000;
     let t = Instant::now();
     for _ in 0..n {
         std::hint::black_box(validate::validate(&spec, "ns", &referenced, &options).unwrap());
     }
     let per = t.elapsed() / n;
-    println!("validate+build          {n} specs: {:>8.1} µs/spec, {:>9.0} specs/s", per.as_secs_f64() * 1e6, 1.0 / per.as_secs_f64());
+    println!(
+        "validate+build          {n} specs: {:>8.1} µs/spec, {:>9.0} specs/s",
+        per.as_secs_f64() * 1e6,
+        1.0 / per.as_secs_f64()
+    );
 }
 
 async fn bench_engine(label: &str, p: &Peer, mode: TlsMode, n: u32) -> Duration {
@@ -119,7 +133,11 @@ async fn bench_engine(label: &str, p: &Peer, mode: TlsMode, n: u32) -> Duration 
         assert!(r.succeeded());
     }
     let per = t.elapsed() / n;
-    println!("engine {label:<16} {n} checks: {:>8.2} ms/check, {:>9.1} checks/s", per.as_secs_f64() * 1e3, 1.0 / per.as_secs_f64());
+    println!(
+        "engine {label:<16} {n} checks: {:>8.2} ms/check, {:>9.1} checks/s",
+        per.as_secs_f64() * 1e3,
+        1.0 / per.as_secs_f64()
+    );
     per
 }
 

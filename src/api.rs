@@ -339,9 +339,7 @@ pub struct TestEmailSpec {
 /// One recipient address.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(transparent)]
-pub struct Recipient(
-    #[schemars(length(min = 3, max = 320), regex(pattern = r"^[^<>@\s]+@[^<>@\s]+$"))] pub String,
-);
+pub struct Recipient(#[schemars(length(min = 3, max = 320), regex(pattern = r"^[^<>@\s]+@[^<>@\s]+$"))] pub String);
 
 /// Observed state, written by the operator.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -22,9 +22,10 @@ pub async fn run(plan: &Plan, tokens: &TokenCache, test_message: Option<TestMess
         let report = engine::run(&request).await;
         // a token the server refuses is not reused: the next check fetches a fresh one
         if let Err(f) = &report.outcome
-            && f.reason == Reason::AuthenticationFailed {
-                tokens.invalidate(&oauth.request, &oauth.secret_version);
-            }
+            && f.reason == Reason::AuthenticationFailed
+        {
+            tokens.invalidate(&oauth.request, &oauth.secret_version);
+        }
         return report;
     }
     engine::run(&request).await

@@ -41,7 +41,8 @@ fn read_value(path: &Path, key: &str) -> Result<Vec<u8>, String> {
 
 async fn check(args: &CheckArgs) -> Result<bool, String> {
     let text = std::fs::read_to_string(&args.file).map_err(|e| format!("reading {}: {e}", args.file.display()))?;
-    let obj: SmtpSettings = serde_yaml::from_str(&text).map_err(|e| format!("{} is not an SmtpSettings: {e}", args.file.display()))?;
+    let obj: SmtpSettings =
+        serde_yaml::from_str(&text).map_err(|e| format!("{} is not an SmtpSettings: {e}", args.file.display()))?;
     let refs = validate::references(&obj.spec);
     let mut referenced = Referenced::default();
     for (kind, list) in [(RefKind::Secret, &args.secret_files), (RefKind::ConfigMap, &args.configmap_files)] {
@@ -74,8 +75,16 @@ async fn check(args: &CheckArgs) -> Result<bool, String> {
         }
     }
     let options = Options::default();
-    println!("Checking {}:{} ({:?}, auth {:?})", obj.spec.server, obj.spec.port, obj.spec.tls.mode, obj.spec.auth.type_);
-    let plan = match validate::validate(&obj.spec, obj.metadata.namespace.as_deref().unwrap_or("default"), &referenced, &options) {
+    println!(
+        "Checking {}:{} ({:?}, auth {:?})",
+        obj.spec.server, obj.spec.port, obj.spec.tls.mode, obj.spec.auth.type_
+    );
+    let plan = match validate::validate(
+        &obj.spec,
+        obj.metadata.namespace.as_deref().unwrap_or("default"),
+        &referenced,
+        &options,
+    ) {
         Ok(p) => p,
         Err(invalid) => {
             println!("  Valid: False ({})\n  {}", invalid.reason, invalid.message);
@@ -85,7 +94,8 @@ async fn check(args: &CheckArgs) -> Result<bool, String> {
     };
     let mut message = None;
     if args.send_test_email {
-        let to: Vec<String> = obj.spec.test_email.as_ref().map(|t| t.to.iter().map(|r| r.0.clone()).collect()).unwrap_or_default();
+        let to: Vec<String> =
+            obj.spec.test_email.as_ref().map(|t| t.to.iter().map(|r| r.0.clone()).collect()).unwrap_or_default();
         if to.is_empty() {
             return Err("--send-test-email needs spec.testEmail.to".into());
         }

@@ -12,10 +12,10 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -28,10 +28,10 @@ use crate::cli::RunArgs;
 use crate::conditions::{self, Desired, READY, Status};
 use crate::engine::token::TokenCache;
 use crate::engine::{self, TestMessage};
-use crate::policy;
-use crate::ratelimit::{CheckLimiter, Limits, Rate};
 use crate::http::Health;
 use crate::metrics::{ErrorLabels, LimitLabels, Metrics, ResultLabels};
+use crate::policy;
+use crate::ratelimit::{CheckLimiter, Limits, Rate};
 use crate::status::{self as st, CHECK_DEFERRED, CHECK_PENDING};
 use crate::validate::{self, Invalid, Options, Plan, RefKind, RefObject, Referenced};
 
@@ -86,7 +86,15 @@ impl Context {
     pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter { controller: "smtp-operator".into(), instance: std::env::var("POD_NAME").ok() };
         let limiter = CheckLimiter::new(settings.limits);
-        Self { recorder: Recorder::new(client.clone(), reporter), client, settings, metrics, limiter, tokens: TokenCache::new(), failures: Mutex::default() }
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            metrics,
+            limiter,
+            tokens: TokenCache::new(),
+            failures: Mutex::default(),
+        }
     }
 }
 
@@ -128,7 +136,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(server_version = %version.git_version, watch_namespace = ?args.watch_namespace,
         require_secret_binding = args.require_secret_binding, leader_elect = args.leader_elect, "smtp-operator starting");
     if !args.require_secret_binding {
-        warn!("--require-secret-binding=false: Secret values are sent without checking smtp-operator.io/allowed-servers");
+        warn!(
+            "--require-secret-binding=false: Secret values are sent without checking smtp-operator.io/allowed-servers"
+        );
     }
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
@@ -172,8 +182,16 @@ async fn run_controller(
     // SmtpSettings are watched untyped and converted one by one, so that an object our types cannot read
     // (e.g. written under an older CRD version) is reported and skipped instead of failing the whole list.
     let ar = ApiResource::erase::<SmtpSettings>(&());
-    let (smtp_api, secret_api, cm_api): (Api<DynamicObject>, Api<PartialObjectMeta<Secret>>, Api<PartialObjectMeta<ConfigMap>>) = match &watch_namespace {
-        Some(ns) => (Api::namespaced_with(client.clone(), ns, &ar), Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+    let (smtp_api, secret_api, cm_api): (
+        Api<DynamicObject>,
+        Api<PartialObjectMeta<Secret>>,
+        Api<PartialObjectMeta<ConfigMap>>,
+    ) = match &watch_namespace {
+        Some(ns) => (
+            Api::namespaced_with(client.clone(), ns, &ar),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
         None => (Api::all_with(client.clone(), &ar), Api::all(client.clone()), Api::all(client.clone())),
     };
 
@@ -257,13 +275,14 @@ fn typed_event(
     event: watcher::Event<DynamicObject>,
     mut malformed: impl FnMut(&DynamicObject, &serde_json::Error),
 ) -> Option<watcher::Event<SmtpSettings>> {
-    let mut convert = |obj: DynamicObject| match serde_json::to_value(&obj).and_then(serde_json::from_value::<SmtpSettings>) {
-        Ok(typed) => Some(typed),
-        Err(e) => {
-            malformed(&obj, &e);
-            None
-        }
-    };
+    let mut convert =
+        |obj: DynamicObject| match serde_json::to_value(&obj).and_then(serde_json::from_value::<SmtpSettings>) {
+            Ok(typed) => Some(typed),
+            Err(e) => {
+                malformed(&obj, &e);
+                None
+            }
+        };
     match event {
         watcher::Event::Apply(o) => convert(o).map(watcher::Event::Apply),
         watcher::Event::InitApply(o) => convert(o).map(watcher::Event::InitApply),
@@ -275,13 +294,21 @@ fn typed_event(
 
 /// Logs and publishes a Warning event for an SmtpSettings that cannot be read.
 fn report_malformed(ctx: &Arc<Context>, obj: &DynamicObject, error: &serde_json::Error) {
-    let (ns, name) = (obj.metadata.namespace.clone().unwrap_or_default(), obj.metadata.name.clone().unwrap_or_default());
+    let (ns, name) =
+        (obj.metadata.namespace.clone().unwrap_or_default(), obj.metadata.name.clone().unwrap_or_default());
     warn!(namespace = %ns, name = %name, error = %error, "SmtpSettings cannot be read; skipped until it is fixed");
     let reference = obj.object_ref(&ApiResource::erase::<SmtpSettings>(&()));
     let recorder = ctx.recorder.clone();
-    let note = format!("the object does not match the SmtpSettings schema of this operator ({error}); fix or re-apply it");
+    let note =
+        format!("the object does not match the SmtpSettings schema of this operator ({error}); fix or re-apply it");
     tokio::spawn(async move {
-        let ev = Event { type_: EventType::Warning, reason: "Malformed".into(), note: Some(conditions::truncate(note, 1000)), action: "Read".into(), secondary: None };
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: "Malformed".into(),
+            note: Some(conditions::truncate(note, 1000)),
+            action: "Read".into(),
+            secondary: None,
+        };
         if let Err(e) = recorder.publish(&ev, &reference).await {
             warn!(error = %e, "could not publish event");
         }
@@ -350,10 +377,11 @@ async fn reconcile(obj: Arc<SmtpSettings>, ctx: Arc<Context>) -> Result<Action, 
         // during a check runs right after it). Deciding on that stale status would run the check again and
         // overwrite the newer status with one built from the stale one, so decide on a fresh read.
         let api: Api<SmtpSettings> = Api::namespaced(ctx.client.clone(), &ns);
-        let fresh = api
-            .get_opt(&obj.name_any())
-            .await
-            .map_err(|source| Error::Dereference { kind: "SmtpSettings", name: obj.name_any(), source })?;
+        let fresh = api.get_opt(&obj.name_any()).await.map_err(|source| Error::Dereference {
+            kind: "SmtpSettings",
+            name: obj.name_any(),
+            source,
+        })?;
         match fresh {
             Some(fresh) => reconcile_inner(&fresh, &ctx, &ns).await,
             None => Ok(Action::await_change()),
@@ -411,7 +439,16 @@ async fn reconcile_inner(obj: &SmtpSettings, ctx: &Context, ns: &str) -> Result<
     if let Some(t) = last_time {
         let earliest = t + ctx.settings.limits.min_interval;
         if earliest > now {
-            return on_deferred(obj, ctx, &current, earliest, test_request, "resource", "the per-resource minimum interval (--min-check-interval)").await;
+            return on_deferred(
+                obj,
+                ctx,
+                &current,
+                earliest,
+                test_request,
+                "resource",
+                "the per-resource minimum interval (--min-check-interval)",
+            )
+            .await;
         }
     }
 
@@ -432,7 +469,8 @@ async fn reconcile_inner(obj: &SmtpSettings, ctx: &Context, ns: &str) -> Result<
     // A first check or a changed spec: show that a check is pending (kubectl wait, Argo CD Progressing).
     let ready = conditions::find(&current.conditions, READY);
     if ready.is_none() || current.observed_generation != generation {
-        let desired = vec![Desired::new(READY, Status::Unknown, CHECK_PENDING, "a check of the SMTP server is running")];
+        let desired =
+            vec![Desired::new(READY, Status::Unknown, CHECK_PENDING, "a check of the SMTP server is running")];
         let mut pending = current.clone();
         pending.conditions = conditions::merge(&current.conditions, &desired, generation, now);
         pending.observed_generation = generation;
@@ -455,9 +493,12 @@ async fn reconcile_inner(obj: &SmtpSettings, ctx: &Context, ns: &str) -> Result<
     }
     write_status(ctx, obj, &current, &next).await?;
     publish_check_events(ctx, obj, &current, &report, insecure, test_request.is_some()).await;
-    info!(result = if report.succeeded() { "Succeeded" } else { "Failed" },
+    info!(
+        result = if report.succeeded() { "Succeeded" } else { "Failed" },
         reason = report.outcome.as_ref().err().map(|f| f.reason.as_str()).unwrap_or("Succeeded"),
-        duration_ms = report.duration.as_millis() as u64, "check finished");
+        duration_ms = report.duration.as_millis() as u64,
+        "check finished"
+    );
     Ok(requeue_at(period.map(|p| now + p), now))
 }
 
@@ -694,12 +735,38 @@ async fn publish_check_events(
     if test_requested {
         match (&report.outcome, &report.test_message_reply) {
             (Ok(()), Some(reply)) => {
-                publish(ctx, obj, EventType::Normal, "TestEmailSent", &format!("test email accepted: {reply}"), "TestEmail").await
+                publish(
+                    ctx,
+                    obj,
+                    EventType::Normal,
+                    "TestEmailSent",
+                    &format!("test email accepted: {reply}"),
+                    "TestEmail",
+                )
+                .await
             }
             (Err(f), _) => {
-                publish(ctx, obj, EventType::Warning, "TestEmailFailed", &format!("{}: {}", f.reason, st::failure_message(f)), "TestEmail").await
+                publish(
+                    ctx,
+                    obj,
+                    EventType::Warning,
+                    "TestEmailFailed",
+                    &format!("{}: {}", f.reason, st::failure_message(f)),
+                    "TestEmail",
+                )
+                .await
             }
-            _ => publish(ctx, obj, EventType::Warning, "TestEmailFailed", "spec.testEmail.to lists no recipient", "TestEmail").await,
+            _ => {
+                publish(
+                    ctx,
+                    obj,
+                    EventType::Warning,
+                    "TestEmailFailed",
+                    "spec.testEmail.to lists no recipient",
+                    "TestEmail",
+                )
+                .await
+            }
         }
     }
 }

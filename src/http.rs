@@ -31,7 +31,11 @@ impl Health {
 }
 
 /// Binds the address and serves until the task is dropped.
-pub async fn serve(addr: &str, metrics: Arc<Metrics>, health: Arc<Health>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+pub async fn serve(
+    addr: &str,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding --metrics-addr {addr}: {e}"))?;
     info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     Ok(tokio::spawn(async move {
@@ -65,10 +69,14 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics, health: &Health) -> st
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
     let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.encode()),
+        ("GET", "/metrics") => {
+            ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.encode())
+        }
         ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
         ("GET", "/readyz") if health.ready() => ("200 OK", "text/plain", "ready\n".to_string()),
-        ("GET", "/readyz") => ("503 Service Unavailable", "text/plain", "not ready: caches not synced or role unknown\n".to_string()),
+        ("GET", "/readyz") => {
+            ("503 Service Unavailable", "text/plain", "not ready: caches not synced or role unknown\n".to_string())
+        }
         ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
         _ => ("405 Method Not Allowed", "text/plain", "method not allowed\n".to_string()),
     };

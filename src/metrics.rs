@@ -87,7 +87,11 @@ impl Default for Metrics {
         let resources = Family::<ReadyLabels, Gauge>::default();
         registry.register("resources", "SmtpSettings by namespace and Ready status", resources.clone());
         let leader = Gauge::default();
-        registry.register("leader", "1 while this instance holds the leader lease (or runs without election)", leader.clone());
+        registry.register(
+            "leader",
+            "1 while this instance holds the leader lease (or runs without election)",
+            leader.clone(),
+        );
         Self {
             registry,
             checks,
@@ -124,8 +128,12 @@ impl Metrics {
     /// only grows and is counted on completion, so a request still in flight is in neither).
     pub fn sync_token_counters(&self, successes: u64, failures: u64, hits: u64) {
         let mut seen = self.token_seen.lock().expect("metrics lock");
-        self.token_requests.get_or_create(&ResultLabels { result: "Succeeded".into() }).inc_by(successes.saturating_sub(seen.0));
-        self.token_requests.get_or_create(&ResultLabels { result: "Failed".into() }).inc_by(failures.saturating_sub(seen.1));
+        self.token_requests
+            .get_or_create(&ResultLabels { result: "Succeeded".into() })
+            .inc_by(successes.saturating_sub(seen.0));
+        self.token_requests
+            .get_or_create(&ResultLabels { result: "Failed".into() })
+            .inc_by(failures.saturating_sub(seen.1));
         self.token_cache_hits.inc_by(hits.saturating_sub(seen.2));
         *seen = (successes.max(seen.0), failures.max(seen.1), hits.max(seen.2));
     }

@@ -322,11 +322,8 @@ impl<C: Clock> CheckLimiter<C> {
 
         if !refusals.is_empty() {
             // Latest wait wins; on a tie the earlier (more specific) limit, thanks to the stable order.
-            let (retry_after, which) = refusals
-                .iter()
-                .copied()
-                .reduce(|a, b| if b.0 > a.0 { b } else { a })
-                .expect("non-empty");
+            let (retry_after, which) =
+                refusals.iter().copied().reduce(|a, b| if b.0 > a.0 { b } else { a }).expect("non-empty");
             return Err(Deferral { retry_after, which });
         }
 
@@ -371,7 +368,11 @@ mod tests {
     use governor::clock::FakeRelativeClock;
 
     fn limits(min: u64, ns: &str, global: &str) -> Limits {
-        Limits { min_interval: Duration::from_secs(min), namespace_rate: ns.parse().unwrap(), global_rate: global.parse().unwrap() }
+        Limits {
+            min_interval: Duration::from_secs(min),
+            namespace_rate: ns.parse().unwrap(),
+            global_rate: global.parse().unwrap(),
+        }
     }
     fn limiter(l: Limits) -> (CheckLimiter<FakeRelativeClock>, FakeRelativeClock) {
         let clock = FakeRelativeClock::default();
@@ -389,16 +390,32 @@ mod tests {
         assert_eq!("60/minute".parse::<Rate>().unwrap().to_string(), "60/m");
         assert_eq!("1/hour".parse::<Rate>().unwrap().to_string(), "1/h");
         assert_eq!("7/sec".parse::<Rate>().unwrap().to_string(), "7/s");
-        for bad in ["", "10", "0/m", "-1/m", "+1/m", "10/d", "10/", "/m", "ten/m", "1.5/m", "10/m/s", "99999999999/s",
-            "4294967295/s", "１０/m"]
-        {
+        for bad in [
+            "",
+            "10",
+            "0/m",
+            "-1/m",
+            "+1/m",
+            "10/d",
+            "10/",
+            "/m",
+            "ten/m",
+            "1.5/m",
+            "10/m/s",
+            "99999999999/s",
+            "4294967295/s",
+            "１０/m",
+        ] {
             assert!(bad.parse::<Rate>().is_err(), "{bad:?} must be rejected");
         }
         let e = "0/m".parse::<Rate>().unwrap_err().to_string();
         assert!(e.contains("at least 1") && e.contains("10/m"), "{e}");
         assert!(Rate::new(NonZeroU32::new(1).unwrap(), Duration::ZERO).is_none());
         let d = Limits::default();
-        assert_eq!((d.min_interval, d.namespace_rate.to_string(), d.global_rate.to_string()), (secs(60), "10/m".into(), "60/m".into()));
+        assert_eq!(
+            (d.min_interval, d.namespace_rate.to_string(), d.global_rate.to_string()),
+            (secs(60), "10/m".into(), "60/m".into())
+        );
     }
 
     #[test]
@@ -542,7 +559,9 @@ mod tests {
         let handles: Vec<_> = (0..8)
             .map(|t| {
                 let l = l.clone();
-                std::thread::spawn(move || (0..20).filter(|i| l.try_acquire(&format!("ns{}", t % 2), &format!("r{t}-{i}")).is_ok()).count())
+                std::thread::spawn(move || {
+                    (0..20).filter(|i| l.try_acquire(&format!("ns{}", t % 2), &format!("r{t}-{i}")).is_ok()).count()
+                })
             })
             .collect();
         let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();

@@ -32,9 +32,10 @@ pub fn invalid(invalid: &Invalid) -> Vec<Desired> {
 pub fn failure_message(f: &Failure) -> String {
     let mut m = format!("{} failed: {}", f.step.as_str(), f.message);
     if let Some(r) = &f.reply
-        && !f.message.contains(&r.text) {
-            m.push_str(&format!(" (server replied {} {})", r.code, r.text));
-        }
+        && !f.message.contains(&r.text)
+    {
+        m.push_str(&format!(" (server replied {} {})", r.code, r.text));
+    }
     m
 }
 
@@ -50,14 +51,21 @@ pub fn from_report(report: &Report, credentials: &Credentials, oauth: bool, inse
         }
         _ => Desired::new(AUTHENTICATED, Status::True, "AuthNotConfigured", "no authentication configured"),
     };
-    let connected_ok = || Desired::new(CONNECTED, Status::True, "Connected", format!("connected{endpoint}{tls}; EHLO accepted"));
-    let skip_note = if insecure { " WARNING: certificate verification is disabled (tls.insecureSkipVerify)." } else { "" };
+    let connected_ok =
+        || Desired::new(CONNECTED, Status::True, "Connected", format!("connected{endpoint}{tls}; EHLO accepted"));
+    let skip_note =
+        if insecure { " WARNING: certificate verification is disabled (tls.insecureSkipVerify)." } else { "" };
     match &report.outcome {
         Ok(()) => vec![
             valid,
             connected_ok(),
             auth_ok(),
-            Desired::new(READY, Status::True, CHECK_SUCCEEDED, format!("the SMTP server accepted the connection{tls} and the configured authentication.{skip_note}")),
+            Desired::new(
+                READY,
+                Status::True,
+                CHECK_SUCCEEDED,
+                format!("the SMTP server accepted the connection{tls} and the configured authentication.{skip_note}"),
+            ),
         ],
         Err(f) => {
             let message = format!("{}{skip_note}", failure_message(f));
@@ -67,8 +75,18 @@ pub fn from_report(report: &Report, credentials: &Credentials, oauth: bool, inse
                     let v = Desired::new(VALID, Status::False, f.reason.as_str(), message.clone());
                     return vec![
                         v,
-                        Desired::new(CONNECTED, Status::Unknown, NOT_CHECKED, not_checked("refused by policy before connecting")),
-                        Desired::new(AUTHENTICATED, Status::Unknown, NOT_CHECKED, not_checked("refused by policy before connecting")),
+                        Desired::new(
+                            CONNECTED,
+                            Status::Unknown,
+                            NOT_CHECKED,
+                            not_checked("refused by policy before connecting"),
+                        ),
+                        Desired::new(
+                            AUTHENTICATED,
+                            Status::Unknown,
+                            NOT_CHECKED,
+                            not_checked("refused by policy before connecting"),
+                        ),
                         Desired::new(READY, Status::False, f.reason.as_str(), message),
                     ];
                 }
@@ -78,7 +96,12 @@ pub fn from_report(report: &Report, credentials: &Credentials, oauth: bool, inse
                     Status::False,
                 ),
                 ConditionKind::Authenticated if f.step == crate::engine::Step::Token => (
-                    Desired::new(CONNECTED, Status::Unknown, NOT_CHECKED, not_checked("no access token, so no connection was made")),
+                    Desired::new(
+                        CONNECTED,
+                        Status::Unknown,
+                        NOT_CHECKED,
+                        not_checked("no access token, so no connection was made"),
+                    ),
                     Desired::new(AUTHENTICATED, Status::False, f.reason.as_str(), message.clone()),
                     Status::False,
                 ),
@@ -93,7 +116,14 @@ pub fn from_report(report: &Report, credentials: &Credentials, oauth: bool, inse
                         valid,
                         connected_ok(),
                         auth_ok(),
-                        Desired::new(READY, Status::True, CHECK_SUCCEEDED, format!("the SMTP server accepted the connection{tls} and the configured authentication.{skip_note}")),
+                        Desired::new(
+                            READY,
+                            Status::True,
+                            CHECK_SUCCEEDED,
+                            format!(
+                                "the SMTP server accepted the connection{tls} and the configured authentication.{skip_note}"
+                            ),
+                        ),
                     ];
                 }
             };
@@ -169,18 +199,33 @@ mod tests {
         assert_eq!(get(&d, AUTHENTICATED).reason, "AuthenticationFailed");
         assert_eq!(get(&d, READY).status, Status::False);
         assert!(get(&d, READY).message.contains("535 5.7.8"), "{}", get(&d, READY).message);
-        let lc = last_check(&report(Err(Failure { step: Step::Auth, reason: Reason::AuthenticationFailed, message: String::new(), reply: None })), "t".into(), "i".into());
+        let lc = last_check(
+            &report(Err(Failure {
+                step: Step::Auth,
+                reason: Reason::AuthenticationFailed,
+                message: String::new(),
+                reply: None,
+            })),
+            "t".into(),
+            "i".into(),
+        );
         assert_eq!(lc.result, CheckResult::Failed);
         assert_eq!(lc.reason, "AuthenticationFailed");
     }
 
     #[test]
     fn connection_failure_leaves_auth_unknown_and_policy_failure_is_invalid() {
-        let f = Failure { step: Step::Connect, reason: Reason::ConnectionRefused, message: "refused".into(), reply: None };
+        let f =
+            Failure { step: Step::Connect, reason: Reason::ConnectionRefused, message: "refused".into(), reply: None };
         let d = from_report(&report(Err(f)), &password(), false, false);
         assert_eq!(get(&d, CONNECTED).reason, "ConnectionRefused");
         assert_eq!(get(&d, AUTHENTICATED).status, Status::Unknown);
-        let f = Failure { step: Step::Policy, reason: Reason::DestinationNotAllowed, message: "denied".into(), reply: None };
+        let f = Failure {
+            step: Step::Policy,
+            reason: Reason::DestinationNotAllowed,
+            message: "denied".into(),
+            reply: None,
+        };
         let d = from_report(&report(Err(f)), &password(), false, false);
         assert_eq!(get(&d, VALID).status, Status::False);
         assert_eq!(get(&d, READY).reason, "DestinationNotAllowed");

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::policy::{self, Host};
 use crate::api::{self, AuthType, BasicMechanism, KeyRef, OAuth2Grant, SmtpSettingsSpec};
 use crate::engine::token::{self, TokenRequest};
 use crate::engine::{
     CheckRequest, Credentials, DialPolicy, IpNet, PasswordMechanism, Reason, SecretValue, TlsMode, TlsOptions,
     TlsVersion,
 };
+use crate::policy::{self, Host};
 
 /// Kind of a referenced object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -160,9 +160,8 @@ impl Invalid {
 /// Every Secret/ConfigMap key the spec references, in a stable order.
 pub fn references(spec: &SmtpSettingsSpec) -> Vec<Reference> {
     let mut out = Vec::new();
-    let mut push = |kind, r: &KeyRef, purpose| {
-        out.push(Reference { kind, name: r.name.clone(), key: r.key.clone(), purpose })
-    };
+    let mut push =
+        |kind, r: &KeyRef, purpose| out.push(Reference { kind, name: r.name.clone(), key: r.key.clone(), purpose });
     if let Some(ca) = &spec.tls.ca_bundle {
         if let Some(r) = &ca.secret_key_ref {
             push(RefKind::Secret, r, Purpose::CaBundle);
@@ -198,9 +197,7 @@ pub fn references(spec: &SmtpSettingsSpec) -> Vec<Reference> {
 
 /// Parses `from` (`addr` or `Name <addr>`, RFC 5322 via lettre) and returns the bare address.
 pub fn parse_from(from: &str) -> Result<String, String> {
-    lettre::message::Mailbox::from_str(from.trim())
-        .map(|m| m.email.to_string())
-        .map_err(|e| format!("{e}"))
+    lettre::message::Mailbox::from_str(from.trim()).map(|m| m.email.to_string()).map_err(|e| format!("{e}"))
 }
 
 /// Parses PEM certificates into DER; errors when there is none or one is malformed.
@@ -296,18 +293,24 @@ pub fn validate(
             ),
         ));
     }
-    let host = policy::normalize_host(&spec.server)
-        .map_err(|e| Invalid::new(Reason::InvalidSpec, format!("server: {e}")))?;
+    let host =
+        policy::normalize_host(&spec.server).map_err(|e| Invalid::new(Reason::InvalidSpec, format!("server: {e}")))?;
     if let Some(ip) = host.ip().filter(|ip| policy::is_denied(&options.denied, *ip)) {
         return Err(Invalid::new(
             Reason::DestinationNotAllowed,
-            format!("server {:?} is the address {ip}, which the operator may not connect to (--denied-cidrs)", spec.server),
+            format!(
+                "server {:?} is the address {ip}, which the operator may not connect to (--denied-cidrs)",
+                spec.server
+            ),
         ));
     }
     let from_address = parse_from(&spec.from).map_err(|e| {
         Invalid::new(
             Reason::InvalidFromAddress,
-            format!("from {:?} is not a valid address ({e}); use alerts@example.com or 'Name <alerts@example.com>'", spec.from),
+            format!(
+                "from {:?} is not a valid address ({e}); use alerts@example.com or 'Name <alerts@example.com>'",
+                spec.from
+            ),
         )
     })?;
     if let Some(t) = &spec.test_email {
@@ -357,7 +360,12 @@ pub fn validate(
         extra_roots = parse_ca_bundle(pem).map_err(|e| {
             Invalid::new(
                 Reason::InvalidCABundle,
-                format!("tls.caBundle ({} {:?} key {:?}) is not a usable PEM bundle: {e}", r.kind.as_str(), r.name, r.key),
+                format!(
+                    "tls.caBundle ({} {:?} key {:?}) is not a usable PEM bundle: {e}",
+                    r.kind.as_str(),
+                    r.name,
+                    r.key
+                ),
             )
         })?;
     }
@@ -367,7 +375,11 @@ pub fn validate(
     let credentials = match spec.auth.type_ {
         AuthType::None => Credentials::None,
         AuthType::Basic => {
-            let b = spec.auth.basic.as_ref().ok_or_else(|| Invalid::new(Reason::InvalidSpec, "auth.type Basic requires auth.basic"))?;
+            let b = spec
+                .auth
+                .basic
+                .as_ref()
+                .ok_or_else(|| Invalid::new(Reason::InvalidSpec, "auth.type Basic requires auth.basic"))?;
             let r = credentials_ref(Purpose::Password).expect("references() lists the password");
             let password = secret_value(referenced, r)?;
             let mechanisms = b
@@ -383,7 +395,11 @@ pub fn validate(
             Credentials::Password { username: b.username.clone(), password, mechanisms }
         }
         AuthType::OAuth2 => {
-            let o = spec.auth.oauth2.as_ref().ok_or_else(|| Invalid::new(Reason::InvalidSpec, "auth.type OAuth2 requires auth.oauth2"))?;
+            let o = spec
+                .auth
+                .oauth2
+                .as_ref()
+                .ok_or_else(|| Invalid::new(Reason::InvalidSpec, "auth.type OAuth2 requires auth.oauth2"))?;
             if !o.token_url.starts_with("https://") {
                 return Err(Invalid::new(Reason::InvalidSpec, "auth.oauth2.tokenUrl must be an https:// URL"));
             }
@@ -405,8 +421,7 @@ pub fn validate(
                     subject: o.subject.clone().unwrap_or_default(),
                 },
             };
-            let secret_refs: Vec<Reference> =
-                refs.iter().filter(|r| r.purpose != Purpose::CaBundle).cloned().collect();
+            let secret_refs: Vec<Reference> = refs.iter().filter(|r| r.purpose != Purpose::CaBundle).cloned().collect();
             oauth = Some(OAuthPlan {
                 username: o.username.clone(),
                 request: TokenRequest {
@@ -460,8 +475,9 @@ pub fn validate(
 
 /// The token endpoint's host and port, checked against the token-port allowlist and the denied addresses.
 fn token_destination(token_url: &str, options: &Options) -> Result<(Host, u16), Invalid> {
-    let url = url::Url::parse(token_url)
-        .map_err(|e| Invalid::new(Reason::InvalidSpec, format!("auth.oauth2.tokenUrl {token_url:?} is not a URL: {e}")))?;
+    let url = url::Url::parse(token_url).map_err(|e| {
+        Invalid::new(Reason::InvalidSpec, format!("auth.oauth2.tokenUrl {token_url:?} is not a URL: {e}"))
+    })?;
     if url.scheme() != "https" {
         return Err(Invalid::new(Reason::InvalidSpec, "auth.oauth2.tokenUrl must be an https:// URL"));
     }
@@ -489,7 +505,13 @@ fn token_destination(token_url: &str, options: &Options) -> Result<(Host, u16), 
 }
 
 /// Refuses a Secret whose `smtp-operator.io/allowed-servers` does not list the destination.
-fn check_binding(referenced: &Referenced, r: &Reference, host: &Host, port: u16, namespace: &str) -> Result<(), Invalid> {
+fn check_binding(
+    referenced: &Referenced,
+    r: &Reference,
+    host: &Host,
+    port: u16,
+    namespace: &str,
+) -> Result<(), Invalid> {
     let Some(obj) = referenced.objects.get(&(r.kind, r.name.clone())) else {
         return Ok(()); // reported as SecretNotFound where the value is needed
     };
@@ -531,7 +553,11 @@ mod tests {
         let mut r = Referenced::default();
         r.objects.insert(
             (RefKind::Secret, name.into()),
-            RefObject { data: [(key.to_string(), value.to_vec())].into(), resource_version: "7".into(), ..Default::default() },
+            RefObject {
+                data: [(key.to_string(), value.to_vec())].into(),
+                resource_version: "7".into(),
+                ..Default::default()
+            },
         );
         r
     }
@@ -616,7 +642,8 @@ mod tests {
         obj.annotations.insert(policy::ALLOWED_SERVERS_ANNOTATION.into(), "smtp.example.com:465".into());
         assert_eq!(validate(&basic(), "mail", &r, &opts).unwrap_err().reason, Reason::CredentialsNotBoundToServer);
         let obj = r.objects.get_mut(&(RefKind::Secret, "creds".into())).unwrap();
-        obj.annotations.insert(policy::ALLOWED_SERVERS_ANNOTATION.into(), " SMTP.example.com:587 , other.example ".into());
+        obj.annotations
+            .insert(policy::ALLOWED_SERVERS_ANNOTATION.into(), " SMTP.example.com:587 , other.example ".into());
         assert!(validate(&basic(), "mail", &r, &opts).is_ok());
         // moving the server elsewhere without the Secret's consent is refused again
         let mut moved = basic();

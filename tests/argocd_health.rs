@@ -21,8 +21,5 @@ fn argocd_health_script_matches_every_case() {
         .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))
         .count();
     assert!(cases >= 6, "expected at least 6 cases, found {cases}");
-    assert!(
-        stdout.contains(&format!("argocd-health: {cases} passed, 0 failed")),
-        "unexpected summary:\n{stdout}"
-    );
+    assert!(stdout.contains(&format!("argocd-health: {cases} passed, 0 failed")), "unexpected summary:\n{stdout}");
 }

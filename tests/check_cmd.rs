@@ -17,12 +17,17 @@ fn spec(port: u16) -> String {
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_smtp-operator")).arg("check").args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
 fn check_command_reports_and_exits_by_result() {
-    let peer = SmtpPeer::start(&["--tls", "starttls", "--auth", "plain,login", "--user", "u", "--password", "right-pw"]);
+    let peer =
+        SmtpPeer::start(&["--tls", "starttls", "--auth", "plain,login", "--user", "u", "--password", "right-pw"]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("s.yaml");
     std::fs::write(&file, spec(peer.port)).unwrap();
@@ -34,9 +39,22 @@ fn check_command_reports_and_exits_by_result() {
     std::fs::write(&bad, "wrong-pw").unwrap();
     let (f, ca) = (file.to_str().unwrap(), format!("ca={}", ca.display()));
 
-    let (code, out, _) = run(&["-f", f, "--secret-file", &format!("creds={}", good.display()), "--configmap-file", &ca, "--send-test-email"]);
+    let (code, out, _) = run(&[
+        "-f",
+        f,
+        "--secret-file",
+        &format!("creds={}", good.display()),
+        "--configmap-file",
+        &ca,
+        "--send-test-email",
+    ]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("Result: Succeeded") && out.contains("TLS version: 1.3") && out.contains("Authenticated with: PLAIN"), "{out}");
+    assert!(
+        out.contains("Result: Succeeded")
+            && out.contains("TLS version: 1.3")
+            && out.contains("Authenticated with: PLAIN"),
+        "{out}"
+    );
     assert!(out.contains("Test email accepted: 250"), "{out}");
     assert_eq!(peer.count("message"), 1);
 

@@ -73,26 +73,86 @@ async fn apiserver_refuses_bad_specs_with_clear_messages() {
     let table: Vec<(&str, Value, &str)> = vec![
         ("port zero", with(good(), "/port", json!(0)), "should be greater than or equal to 1"),
         ("port too big", with(good(), "/port", json!(70000)), "should be less than or equal to 65535"),
-        ("server with scheme", with(good(), "/server", json!("smtp://mail.example.com")), "server must be a host name or an IP literal"),
-        ("server with port", with(good(), "/server", json!("mail.example.com:587")), "server must be a host name or an IP literal"),
-        ("server with space", with(good(), "/server", json!("mail example.com")), "server must be a host name or an IP literal"),
-        ("server with path", with(good(), "/server", json!("mail.example.com/x")), "server must be a host name or an IP literal"),
+        (
+            "server with scheme",
+            with(good(), "/server", json!("smtp://mail.example.com")),
+            "server must be a host name or an IP literal",
+        ),
+        (
+            "server with port",
+            with(good(), "/server", json!("mail.example.com:587")),
+            "server must be a host name or an IP literal",
+        ),
+        (
+            "server with space",
+            with(good(), "/server", json!("mail example.com")),
+            "server must be a host name or an IP literal",
+        ),
+        (
+            "server with path",
+            with(good(), "/server", json!("mail.example.com/x")),
+            "server must be a host name or an IP literal",
+        ),
         ("tls 1.1", with(good(), "/tls/minVersion", json!("1.1")), "supported values: \"1.2\", \"1.3\""),
         ("basic without section", with(good(), "/auth/basic", Value::Null), "auth.type Basic requires auth.basic"),
-        ("oauth2 without section", json!({"server": "s.example.com", "port": 587, "from": "a@example.com", "auth": {"type": "OAuth2"}}), "auth.type OAuth2 requires auth.oauth2"),
-        ("none with basic", with(good(), "/auth/type", json!("None")), "auth.basic is only allowed with auth.type Basic"),
+        (
+            "oauth2 without section",
+            json!({"server": "s.example.com", "port": 587, "from": "a@example.com", "auth": {"type": "OAuth2"}}),
+            "auth.type OAuth2 requires auth.oauth2",
+        ),
+        (
+            "none with basic",
+            with(good(), "/auth/type", json!("None")),
+            "auth.basic is only allowed with auth.type Basic",
+        ),
         ("auth without tls", with(good(), "/tls/mode", json!("None")), "auth requires TLS"),
-        ("oauth2 http token url", with(with(good(), "/auth", oauth.clone()), "/auth/oauth2/tokenUrl", json!("http://login.example.com/token")), "tokenUrl must be an https:// URL"),
-        ("client credentials without secret", with(with(good(), "/auth", oauth.clone()), "/auth/oauth2/clientSecretRef", Value::Null), "grant ClientCredentials requires clientSecretRef"),
-        ("refresh without token ref", with(with(good(), "/auth", oauth.clone()), "/auth/oauth2/grant", json!("RefreshToken")), "grant RefreshToken requires clientSecretRef and refreshTokenRef"),
-        ("jwt without key", with(with(good(), "/auth", oauth.clone()), "/auth/oauth2/grant", json!("JwtBearer")), "grant JwtBearer requires privateKeyRef and subject"),
+        (
+            "oauth2 http token url",
+            with(
+                with(good(), "/auth", oauth.clone()),
+                "/auth/oauth2/tokenUrl",
+                json!("http://login.example.com/token"),
+            ),
+            "tokenUrl must be an https:// URL",
+        ),
+        (
+            "client credentials without secret",
+            with(with(good(), "/auth", oauth.clone()), "/auth/oauth2/clientSecretRef", Value::Null),
+            "grant ClientCredentials requires clientSecretRef",
+        ),
+        (
+            "refresh without token ref",
+            with(with(good(), "/auth", oauth.clone()), "/auth/oauth2/grant", json!("RefreshToken")),
+            "grant RefreshToken requires clientSecretRef and refreshTokenRef",
+        ),
+        (
+            "jwt without key",
+            with(with(good(), "/auth", oauth.clone()), "/auth/oauth2/grant", json!("JwtBearer")),
+            "grant JwtBearer requires privateKeyRef and subject",
+        ),
         ("from without address", with(good(), "/from", json!("Platform Alerts")), "from must be an address"),
-        ("from with two addresses", with(good(), "/from", json!("a@example.com b@example.com")), "from must be an address"),
+        (
+            "from with two addresses",
+            with(good(), "/from", json!("a@example.com b@example.com")),
+            "from must be an address",
+        ),
         ("bad interval", with(good(), "/check/interval", json!("5 minutes")), "spec.check.interval"),
         ("timeout too long", with(good(), "/check/timeout", json!("10m")), "check.timeout must be between 1s and 5m"),
-        ("ca bundle with both refs", with(good(), "/tls/caBundle", json!({"secretKeyRef": {"name": "a", "key": "b"}, "configMapKeyRef": {"name": "a", "key": "b"}})), "caBundle needs exactly one of secretKeyRef and configMapKeyRef"),
+        (
+            "ca bundle with both refs",
+            with(
+                good(),
+                "/tls/caBundle",
+                json!({"secretKeyRef": {"name": "a", "key": "b"}, "configMapKeyRef": {"name": "a", "key": "b"}}),
+            ),
+            "caBundle needs exactly one of secretKeyRef and configMapKeyRef",
+        ),
         ("recipient not an address", with(good(), "/testEmail", json!({"to": ["ops"]})), "spec.testEmail.to[0]"),
-        ("unknown auth type", with(good(), "/auth/type", json!("Kerberos")), "supported values: \"None\", \"Basic\", \"OAuth2\""),
+        (
+            "unknown auth type",
+            with(good(), "/auth/type", json!("Kerberos")),
+            "supported values: \"None\", \"Basic\", \"OAuth2\"",
+        ),
     ];
     assert!(table.len() >= 12);
     let pp = PostParams { dry_run: true, ..Default::default() };
@@ -115,7 +175,10 @@ async fn apiserver_refuses_bad_specs_with_clear_messages() {
         ("ipv6 literal", with(good(), "/server", json!("2001:db8::1"))),
         ("idn host", with(good(), "/server", json!("smtp.bücher.example"))),
         ("bare from", with(good(), "/from", json!("alerts@example.com"))),
-        ("no auth without tls", json!({"server": "relay.example.com", "port": 25, "from": "a@example.com", "tls": {"mode": "None"}})),
+        (
+            "no auth without tls",
+            json!({"server": "relay.example.com", "port": 25, "from": "a@example.com", "tls": {"mode": "None"}}),
+        ),
         ("oauth2", with(good(), "/auth", oauth.clone())),
     ] {
         if let Err(e) = api.create(&pp, &object(&format!("good-{}", what.replace(' ', "-")), spec)).await {

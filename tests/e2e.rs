@@ -53,7 +53,8 @@ async fn setup(client: &kube::Client, ns: &str, peer: &SmtpPeer, password: &str,
     let ca = String::from_utf8(peer.ca_pem()).unwrap();
     create_config_map(client, ns, "peer-ca", &[("ca.crt", &ca)]).await;
     let allowed = format!("127.0.0.1:{}", peer.port);
-    let annotations: Vec<(&str, &str)> = if bound { vec![("smtp-operator.io/allowed-servers", &allowed)] } else { vec![] };
+    let annotations: Vec<(&str, &str)> =
+        if bound { vec![("smtp-operator.io/allowed-servers", &allowed)] } else { vec![] };
     create_secret(client, ns, "smtp-credentials", &[("password", password.as_bytes())], &annotations).await;
 }
 
@@ -120,7 +121,14 @@ async fn late_secret_turns_ready_without_touching_the_resource() {
     assert_eq!(peer.count("connect"), 0, "no connection without the Secret");
 
     let allowed = format!("127.0.0.1:{}", peer.port);
-    create_secret(&client, ns.name(), "smtp-credentials", &[("password", PASSWORD.as_bytes())], &[("smtp-operator.io/allowed-servers", &allowed)]).await;
+    create_secret(
+        &client,
+        ns.name(),
+        "smtp-credentials",
+        &[("password", PASSWORD.as_bytes())],
+        &[("smtp-operator.io/allowed-servers", &allowed)],
+    )
+    .await;
     let obj = wait_condition(&client, ns.name(), "mail", "Ready", "True", None, 60).await;
     assert_eq!(obj.metadata.generation, created.metadata.generation, "the resource was not touched");
     delete_all_smtp(&client, ns.name()).await;
@@ -202,7 +210,8 @@ async fn unbound_secret_and_disallowed_port_send_nothing() {
     // the operator allows only another port for the second resource's case
     let _op = start_operator(ns.name(), peer.port, &[]);
     create_smtp(&client, ns.name(), "unbound", basic_spec(peer.port)).await;
-    let obj = wait_condition(&client, ns.name(), "unbound", "Valid", "False", Some("CredentialsNotBoundToServer"), 60).await;
+    let obj =
+        wait_condition(&client, ns.name(), "unbound", "Valid", "False", Some("CredentialsNotBoundToServer"), 60).await;
     let msg = condition(&obj, "Valid").unwrap().message;
     assert!(msg.contains("smtp-credentials") && msg.contains("kubectl annotate secret"), "{msg}");
     assert!(msg.contains(&format!("127.0.0.1:{}", peer.port)), "{msg}");
@@ -224,7 +233,17 @@ async fn server_without_starttls_is_refused_without_auth() {
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "e2e-nostarttls").await;
-    let peer = SmtpPeer::start(&["--tls", "starttls", "--no-starttls", "--auth", "plain", "--user", "alerts", "--password", PASSWORD]);
+    let peer = SmtpPeer::start(&[
+        "--tls",
+        "starttls",
+        "--no-starttls",
+        "--auth",
+        "plain",
+        "--user",
+        "alerts",
+        "--password",
+        PASSWORD,
+    ]);
     setup(&client, ns.name(), &peer, PASSWORD, true).await;
     let _op = start_operator(ns.name(), peer.port, &[]);
     create_smtp(&client, ns.name(), "mail", basic_spec(peer.port)).await;

@@ -56,7 +56,13 @@ async fn holder(client: &kube::Client, ns: &str) -> Option<String> {
 }
 
 /// Polls the Lease until `pred` holds for its holder (at most `secs`), returning the holder.
-async fn wait_holder(client: &kube::Client, ns: &str, secs: u64, what: &str, pred: impl Fn(&Option<String>) -> bool) -> Option<String> {
+async fn wait_holder(
+    client: &kube::Client,
+    ns: &str,
+    secs: u64,
+    what: &str,
+    pred: impl Fn(&Option<String>) -> bool,
+) -> Option<String> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let h = holder(client, ns).await;
@@ -116,7 +122,14 @@ async fn setup(client: &kube::Client, prefix: &str) -> (TestNamespace, SmtpPeer)
     let ca = String::from_utf8(peer.ca_pem()).unwrap();
     create_config_map(client, ns.name(), "peer-ca", &[("ca.crt", &ca)]).await;
     let allowed = format!("127.0.0.1:{}", peer.port);
-    create_secret(client, ns.name(), "smtp-credentials", &[("password", PASSWORD.as_bytes())], &[("smtp-operator.io/allowed-servers", &allowed)]).await;
+    create_secret(
+        client,
+        ns.name(),
+        "smtp-credentials",
+        &[("password", PASSWORD.as_bytes())],
+        &[("smtp-operator.io/allowed-servers", &allowed)],
+    )
+    .await;
     (ns, peer)
 }
 
@@ -171,7 +184,10 @@ async fn one_leader_checks_and_the_standby_takes_over_after_a_crash() {
 
     // the leader dies without releasing: the Lease still names it until it expires, then the standby takes it
     leader.kill();
-    wait_holder(&client, ns.name(), TAKEOVER_BOUND_SECS, "the former standby", |h| h.as_deref() == Some(standby_id.as_str())).await;
+    wait_holder(&client, ns.name(), TAKEOVER_BOUND_SECS, "the former standby", |h| {
+        h.as_deref() == Some(standby_id.as_str())
+    })
+    .await;
     wait_log(&standby, "became leader", 30).await;
     assert_eq!(leader_gauge(&standby), 1);
     wait_http(&standby, "/readyz", 200, 60).await;
@@ -202,10 +218,16 @@ async fn a_graceful_stop_releases_the_lease_at_once() {
     // Right after the exit: a lease that was not released would still name the old leader (it is renewed 5 s
     // before its 15 s expire, and the standby waits for expiry before taking an unreleased lease).
     let h = holder(&client, ns.name()).await;
-    assert!(h.is_none() || h.as_deref() == Some(standby_id.as_str()), "the Lease still names the stopped leader: {h:?}");
+    assert!(
+        h.is_none() || h.as_deref() == Some(standby_id.as_str()),
+        "the Lease still names the stopped leader: {h:?}"
+    );
 
     // and the standby takes it over
-    wait_holder(&client, ns.name(), TAKEOVER_BOUND_SECS, "the former standby", |h| h.as_deref() == Some(standby_id.as_str())).await;
+    wait_holder(&client, ns.name(), TAKEOVER_BOUND_SECS, "the former standby", |h| {
+        h.as_deref() == Some(standby_id.as_str())
+    })
+    .await;
     wait_log(&standby, "became leader", 30).await;
     assert_eq!(leader_gauge(&standby), 1);
     ns.cleanup().await;

@@ -173,7 +173,8 @@ fn check_lines(op: &Operator) -> String {
 }
 
 async fn wait_checked_again(client: &kube::Client, ns: &str, name: &str, before: &SmtpSettings) -> SmtpSettings {
-    let inputs = |o: &SmtpSettings| o.status.as_ref().and_then(|s| s.last_check.as_ref()).and_then(|l| l.inputs.clone());
+    let inputs =
+        |o: &SmtpSettings| o.status.as_ref().and_then(|s| s.last_check.as_ref()).and_then(|l| l.inputs.clone());
     let old = inputs(before);
     wait_for(client, ns, name, 60, |o| inputs(o) != old).await
 }
@@ -189,7 +190,13 @@ async fn every_grant_goes_ready_with_xoauth2_at_postfix_and_dovecot() {
     let sa_json = std::fs::read_to_string(&sa_json_path).unwrap();
     let private_key: String = serde_json::from_str::<Value>(&sa_json).unwrap()["private_key"].as_str().unwrap().into();
     oauth_secret(&client, ns.name(), "cc", &[("client-secret", CC_SECRET.as_bytes())]).await;
-    oauth_secret(&client, ns.name(), "rt", &[("client-secret", RT_SECRET.as_bytes()), ("refresh-token", REFRESH_TOKEN.as_bytes())]).await;
+    oauth_secret(
+        &client,
+        ns.name(),
+        "rt",
+        &[("client-secret", RT_SECRET.as_bytes()), ("refresh-token", REFRESH_TOKEN.as_bytes())],
+    )
+    .await;
     oauth_secret(&client, ns.name(), "sa", &[("key.json", sa_json.as_bytes())]).await;
     let op = start_operator(ns.name(), mta.submission_port, oauth.port);
 
@@ -281,7 +288,9 @@ async fn token_endpoint_refusals_are_token_request_failed_and_nothing_is_dialled
     })))
     .await;
 
-    for (name, app, secret) in [("wrong-secret", "cc-app", WRONG_SECRET), ("wrong-method", "strict-basic-app", STRICT_SECRET)] {
+    for (name, app, secret) in
+        [("wrong-secret", "cc-app", WRONG_SECRET), ("wrong-method", "strict-basic-app", STRICT_SECRET)]
+    {
         let obj = wait_condition(&client, ns.name(), name, "Ready", "False", Some("TokenRequestFailed"), 60).await;
         let auth = condition(&obj, "Authenticated").unwrap();
         assert_eq!((auth.status.as_str(), auth.reason.as_str()), ("False", "TokenRequestFailed"), "{name}");
@@ -300,8 +309,16 @@ async fn token_endpoint_refusals_are_token_request_failed_and_nothing_is_dialled
     let (code, body) = http_get(&op.metrics_addr(), "/metrics");
     assert_eq!(code, 200);
     assert_eq!(metric(&body, r#"smtp_operator_token_requests_total{result="Failed"}"#), Some(2.0), "{body}");
-    assert_eq!(metric(&body, r#"smtp_operator_token_requests_total{result="Succeeded"}"#).unwrap_or(0.0), 0.0, "{body}");
-    assert_eq!(metric(&body, r#"smtp_operator_checks_total{result="Failed",reason="TokenRequestFailed"}"#), Some(2.0), "{body}");
+    assert_eq!(
+        metric(&body, r#"smtp_operator_token_requests_total{result="Succeeded"}"#).unwrap_or(0.0),
+        0.0,
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, r#"smtp_operator_checks_total{result="Failed",reason="TokenRequestFailed"}"#),
+        Some(2.0),
+        "{body}"
+    );
 
     let secrets = [WRONG_SECRET, STRICT_SECRET, CC_SECRET];
     let ns_name = ns.name().to_string();
@@ -343,7 +360,11 @@ async fn a_token_the_mta_refuses_is_authentication_failed_and_not_reused() {
     annotate_smtp(&client, ns.name(), "mail", "smtp-operator.io/check-requested-at", "again").await;
     let obj = wait_checked_again(&client, ns.name(), "mail", &obj).await;
     assert_eq!(condition(&obj, "Ready").unwrap().reason, "AuthenticationFailed");
-    assert_eq!(grants_seen(&oauth, "cc-app"), ["client_credentials:ok", "client_credentials:ok"], "a new token after the refusal");
+    assert_eq!(
+        grants_seen(&oauth, "cc-app"),
+        ["client_credentials:ok", "client_credentials:ok"],
+        "a new token after the refusal"
+    );
 
     let (_, body) = http_get(&op.metrics_addr(), "/metrics");
     assert_eq!(metric(&body, r#"smtp_operator_token_requests_total{result="Succeeded"}"#), Some(2.0), "{body}");
@@ -440,7 +461,12 @@ async fn checks_share_one_token_until_the_secret_is_rotated() {
 
     let ns_name = ns.name().to_string();
     assert_no_credentials("operator log", &op.log_text(), &[CC_SECRET, WRONG_SECRET], &[&ns_name]);
-    assert_no_credentials("events and status", &published_text(&client, ns.name()).await, &[CC_SECRET, WRONG_SECRET], &[&ns_name]);
+    assert_no_credentials(
+        "events and status",
+        &published_text(&client, ns.name()).await,
+        &[CC_SECRET, WRONG_SECRET],
+        &[&ns_name],
+    );
     assert!(!body.contains(CC_SECRET));
     delete_all_smtp(&client, ns.name()).await;
     ns.cleanup().await;

@@ -31,7 +31,15 @@ struct DeleteSmtpOnDrop(String);
 
 impl Drop for DeleteSmtpOnDrop {
     fn drop(&mut self) {
-        let _ = support::kube::kubectl(["delete", "smtpsettings", "--all", "-n", &self.0, "--wait=false", "--request-timeout=10s"]);
+        let _ = support::kube::kubectl([
+            "delete",
+            "smtpsettings",
+            "--all",
+            "-n",
+            &self.0,
+            "--wait=false",
+            "--request-timeout=10s",
+        ]);
     }
 }
 
@@ -318,7 +326,11 @@ async fn namespace_rate_defers_checks_while_other_namespaces_keep_going() {
     // at most 4 + one per 15 s since the start (plus one for rounding)
     let within_rate = |peer: &SmtpPeer| {
         let allowed = 4 + started.elapsed().as_secs() / 15 + 1;
-        assert!(peer.count("connect") as u64 <= allowed, "{} connections, at most {allowed} allowed", peer.count("connect"));
+        assert!(
+            peer.count("connect") as u64 <= allowed,
+            "{} connections, at most {allowed} allowed",
+            peer.count("connect")
+        );
     };
 
     // the other namespace keeps being checked, on every request, while the busy one waits
@@ -373,7 +385,16 @@ async fn default_denylist_refuses_loopback_by_name_and_by_every_literal_form() {
     let peer = bare_peer();
     let port = peer.port.to_string();
     let _op = start(
-        &args(&["--watch-namespace", ns.name(), "--denied-cidrs", "default", "--allowed-ports", &port, "--min-check-interval", "1s"]),
+        &args(&[
+            "--watch-namespace",
+            ns.name(),
+            "--denied-cidrs",
+            "default",
+            "--allowed-ports",
+            &port,
+            "--min-check-interval",
+            "1s",
+        ]),
         None,
     );
 
@@ -424,7 +445,8 @@ async fn moving_the_destination_without_rebinding_the_secret_sends_no_credential
     let first = plain_peer(PASSWORD);
     let second = plain_peer(PASSWORD);
     ca_config_map(&client, ns.name(), &[&first, &second]).await;
-    bound_secret(&client, ns.name(), "smtp-credentials", PASSWORD.as_bytes(), &format!("127.0.0.1:{}", first.port)).await;
+    bound_secret(&client, ns.name(), "smtp-credentials", PASSWORD.as_bytes(), &format!("127.0.0.1:{}", first.port))
+        .await;
     let ports = format!("{},{}", first.port, second.port);
     let _op = namespaced_operator(ns.name(), &ports, &[]);
     create_smtp(&client, ns.name(), "mail", basic_spec("127.0.0.1", first.port, "smtp-credentials")).await;
@@ -433,7 +455,8 @@ async fn moving_the_destination_without_rebinding_the_secret_sends_no_credential
 
     // another port: the Secret does not list it
     patch_spec(&client, ns.name(), "mail", json!({"port": second.port})).await;
-    let obj = wait_condition(&client, ns.name(), "mail", "Valid", "False", Some("CredentialsNotBoundToServer"), 60).await;
+    let obj =
+        wait_condition(&client, ns.name(), "mail", "Valid", "False", Some("CredentialsNotBoundToServer"), 60).await;
     let msg = condition(&obj, "Valid").unwrap().message;
     assert!(msg.contains(&format!("127.0.0.1:{}", second.port)), "{msg}");
     assert_eq!(condition(&obj, "Ready").unwrap().reason, "CredentialsNotBoundToServer");
@@ -441,7 +464,8 @@ async fn moving_the_destination_without_rebinding_the_secret_sends_no_credential
     // another host name at the first port: not listed either
     patch_spec(&client, ns.name(), "mail", json!({"server": "localhost", "port": first.port})).await;
     let obj = wait_for(&client, ns.name(), "mail", 60, |o| {
-        condition(o, "Valid").is_some_and(|c| c.reason == "CredentialsNotBoundToServer" && c.message.contains("localhost"))
+        condition(o, "Valid")
+            .is_some_and(|c| c.reason == "CredentialsNotBoundToServer" && c.message.contains("localhost"))
     })
     .await;
     assert_eq!(condition(&obj, "Valid").unwrap().status, "False");
@@ -496,7 +520,13 @@ async fn hostile_input_gets_precise_reasons_and_the_operator_keeps_working() {
     let label = "a".repeat(63);
     let long_server = format!("{label}.{label}.{label}.{}.invalid", "b".repeat(53));
     assert_eq!(long_server.len(), 253);
-    create_smtp(&client, n, "long-server", json!({"server": long_server, "port": peer.port, "from": "alerts@example.com", "auth": {"type": "None"}})).await;
+    create_smtp(
+        &client,
+        n,
+        "long-server",
+        json!({"server": long_server, "port": peer.port, "from": "alerts@example.com", "auth": {"type": "None"}}),
+    )
+    .await;
     // a 998-character from with a huge display name
     let mut long_from = basic_spec("127.0.0.1", peer.port, "smtp-credentials");
     let display = "x".repeat(998 - " <alerts@example.com>".len());
@@ -538,7 +568,10 @@ async fn hostile_input_gets_precise_reasons_and_the_operator_keeps_working() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     annotate_smtp(&client, n, "many-rcpts", "smtp-operator.io/test-email-requested-at", "fifty").await;
     let o = wait_for(&client, n, "many-rcpts", 60, |o| {
-        o.status.as_ref().and_then(|s| s.test_email.as_ref()).is_some_and(|t| t.request == "fifty" && t.result != TestEmailResult::Deferred)
+        o.status
+            .as_ref()
+            .and_then(|s| s.test_email.as_ref())
+            .is_some_and(|t| t.request == "fifty" && t.result != TestEmailResult::Deferred)
     })
     .await;
     assert_eq!(o.status.unwrap().test_email.unwrap().result, TestEmailResult::Sent);
@@ -575,7 +608,14 @@ async fn secret_values_appear_in_no_log_event_status_or_metric() {
     let peer = plain_peer(OK);
     let allowed = format!("127.0.0.1:{}", peer.port);
     ca_config_map(&client, n, &[&peer]).await;
-    create_secret(&client, n, "ok", &[("password", OK.as_bytes()), ("unused", UNUSED.as_bytes())], &[("smtp-operator.io/allowed-servers", &allowed)]).await;
+    create_secret(
+        &client,
+        n,
+        "ok",
+        &[("password", OK.as_bytes()), ("unused", UNUSED.as_bytes())],
+        &[("smtp-operator.io/allowed-servers", &allowed)],
+    )
+    .await;
     bound_secret(&client, n, "wrong", WRONG.as_bytes(), &allowed).await;
     create_secret(&client, n, "unbound", &[("password", UNBOUND.as_bytes())], &[]).await;
     let op = namespaced_operator(n, &peer.port.to_string(), &[]);
@@ -609,7 +649,8 @@ async fn secret_values_appear_in_no_log_event_status_or_metric() {
     // everything the operator wrote or logged
     let log = op.log_text();
     assert!(log.contains("check finished"), "debug log captured: {log}");
-    let events: Vec<Event> = Api::<Event>::namespaced(client.clone(), n).list(&ListParams::default()).await.unwrap().items;
+    let events: Vec<Event> =
+        Api::<Event>::namespaced(client.clone(), n).list(&ListParams::default()).await.unwrap().items;
     assert!(!events.is_empty());
     let events = serde_json::to_string(&events).unwrap();
     let statuses: Vec<Value> = Api::<SmtpSettings>::namespaced(client.clone(), n)
@@ -627,14 +668,11 @@ async fn secret_values_appear_in_no_log_event_status_or_metric() {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     for secret in [OK, WRONG, UNBOUND, UNUSED] {
         // the value, and its base64 forms (AUTH PLAIN / LOGIN put them on the wire that way)
-        let forms = [
-            secret.to_string(),
-            b64(secret),
-            b64(&format!("\0alerts\0{secret}")),
-            secret.to_ascii_lowercase(),
-        ];
+        let forms = [secret.to_string(), b64(secret), b64(&format!("\0alerts\0{secret}")), secret.to_ascii_lowercase()];
         for form in &forms {
-            for (place, text) in [("operator log", &log), ("events", &events), ("status", &statuses), ("metrics", &metrics)] {
+            for (place, text) in
+                [("operator log", &log), ("events", &events), ("status", &statuses), ("metrics", &metrics)]
+            {
                 assert!(!text.contains(form.as_str()), "{secret:?} (as {form:?}) leaked into the {place}");
             }
         }

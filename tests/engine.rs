@@ -20,12 +20,7 @@ fn request(port: u16, mode: TlsMode) -> CheckRequest {
     CheckRequest {
         server: "127.0.0.1".into(),
         port,
-        tls: TlsOptions {
-            mode,
-            min_version: TlsVersion::V1_2,
-            extra_roots: vec![],
-            insecure_skip_verify: false,
-        },
+        tls: TlsOptions { mode, min_version: TlsVersion::V1_2, extra_roots: vec![], insecure_skip_verify: false },
         credentials: Credentials::None,
         helo_name: "engine-test.local".into(),
         timeout: Duration::from_secs(10),
@@ -41,18 +36,11 @@ fn trusted(peer: &SmtpPeer, mode: TlsMode) -> CheckRequest {
 }
 
 fn password(mechanisms: Vec<PasswordMechanism>, pw: &str) -> Credentials {
-    Credentials::Password {
-        username: USER.into(),
-        password: SecretValue::new(pw),
-        mechanisms,
-    }
+    Credentials::Password { username: USER.into(), password: SecretValue::new(pw), mechanisms }
 }
 
 fn xoauth2(token: &str) -> Credentials {
-    Credentials::XOAuth2 {
-        username: USER.into(),
-        token: SecretValue::new(token),
-    }
+    Credentials::XOAuth2 { username: USER.into(), token: SecretValue::new(token) }
 }
 
 fn peer_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
@@ -63,9 +51,7 @@ fn peer_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 
 /// Runs the engine with an outer bound, so a hang fails the test instead of blocking it.
 async fn run(req: &CheckRequest) -> Report {
-    tokio::time::timeout(Duration::from_secs(60), engine::run(req))
-        .await
-        .expect("the engine finished")
+    tokio::time::timeout(Duration::from_secs(60), engine::run(req)).await.expect("the engine finished")
 }
 
 #[track_caller]
@@ -104,14 +90,7 @@ async fn starttls_plain_succeeds_and_reports_tls_and_mechanisms() {
     assert_eq!(r.auth_mechanism.as_deref(), Some("PLAIN"), "PLAIN first by default");
     assert_eq!(r.peer, Some(SocketAddr::from(([127, 0, 0, 1], peer.port))));
     let steps: Vec<Step> = r.step_durations.iter().map(|(s, _)| *s).collect();
-    for s in [
-        Step::Connect,
-        Step::Greeting,
-        Step::Ehlo,
-        Step::StartTls,
-        Step::Auth,
-        Step::Quit,
-    ] {
+    for s in [Step::Connect, Step::Greeting, Step::Ehlo, Step::StartTls, Step::Auth, Step::Quit] {
         assert!(steps.contains(&s), "{s} missing in {steps:?}");
     }
     let auths = peer.events_of("auth");
@@ -139,10 +118,7 @@ async fn implicit_tls_login_succeeds() {
     assert_eq!(r.server_mechanisms, ["LOGIN"]);
     let auths = peer.events_of("auth");
     assert_eq!(auths.len(), 1);
-    assert_eq!(
-        (auths[0]["mechanism"].as_str(), auths[0]["success"].as_bool()),
-        (Some("LOGIN"), Some(true))
-    );
+    assert_eq!((auths[0]["mechanism"].as_str(), auths[0]["success"].as_bool()), (Some("LOGIN"), Some(true)));
     assert_no_secret(&r, &peer);
 }
 
@@ -212,13 +188,7 @@ async fn tls12_only_server_fails_min_13_and_passes_min_12() {
 
 #[tokio::test]
 async fn missing_starttls_stops_before_auth() {
-    let peer = SmtpPeer::start(&peer_args(&[
-        "--tls",
-        "starttls",
-        "--no-starttls",
-        "--auth",
-        "plain,login",
-    ]));
+    let peer = SmtpPeer::start(&peer_args(&["--tls", "starttls", "--no-starttls", "--auth", "plain,login"]));
     let mut req = trusted(&peer, TlsMode::StartTls);
     req.credentials = password(vec![], PASSWORD);
     let r = run(&req).await;
@@ -252,11 +222,7 @@ async fn restricted_mechanism_the_server_lacks_is_not_offered() {
     req.credentials = password(vec![PasswordMechanism::Login], PASSWORD);
     let r = run(&req).await;
     let f = assert_failed(&r, Step::Auth, Reason::AuthMechanismNotOffered);
-    assert!(
-        f.message.contains("PLAIN"),
-        "the message lists the offer: {}",
-        f.message
-    );
+    assert!(f.message.contains("PLAIN"), "the message lists the offer: {}", f.message);
     assert_eq!(r.server_mechanisms, ["PLAIN"]);
     assert_eq!(peer.count("auth_command"), 0);
 }
@@ -292,23 +258,14 @@ async fn test_email_arrives_once_with_the_right_envelope_and_headers() {
     assert!(!m["date"].as_str().unwrap().is_empty());
     assert!(m["message_id"].as_str().unwrap().starts_with('<'));
     // the lone "." line was dot-stuffed on the wire and restored by the server
-    assert!(
-        m["body"].as_str().unwrap().contains("\n.\n") || m["body"].as_str().unwrap().contains("\r\n.\r\n"),
-        "{m}"
-    );
+    assert!(m["body"].as_str().unwrap().contains("\n.\n") || m["body"].as_str().unwrap().contains("\r\n.\r\n"), "{m}");
     assert_eq!(peer.events_of("mail_from")[0]["authenticated"], true);
 }
 
 #[tokio::test]
 async fn rejected_recipient_is_recipient_rejected() {
-    let peer = SmtpPeer::start(&peer_args(&[
-        "--tls",
-        "starttls",
-        "--auth",
-        "plain",
-        "--reject-rcpt",
-        "nobody@example.com",
-    ]));
+    let peer =
+        SmtpPeer::start(&peer_args(&["--tls", "starttls", "--auth", "plain", "--reject-rcpt", "nobody@example.com"]));
     let mut req = trusted(&peer, TlsMode::StartTls);
     req.credentials = password(vec![], PASSWORD);
     req.test_message = Some(test_message(&["ops@example.com", "nobody@example.com"]));
@@ -368,10 +325,7 @@ async fn port_outside_allowed_ports_makes_no_connection() {
 async fn denied_destination_makes_no_connection() {
     let peer = SmtpPeer::start(&peer_args(&["--tls", "none"]));
     let mut req = request(peer.port, TlsMode::None);
-    req.policy.denied = vec![IpNet {
-        addr: "127.0.0.0".parse().unwrap(),
-        prefix: 8,
-    }];
+    req.policy.denied = vec![IpNet { addr: "127.0.0.0".parse().unwrap(), prefix: 8 }];
     let r = run(&req).await;
     let f = assert_failed(&r, Step::Policy, Reason::DestinationNotAllowed);
     assert!(f.message.contains("127.0.0.1"), "{}", f.message);
@@ -380,10 +334,7 @@ async fn denied_destination_makes_no_connection() {
 
     // the same through a host name that resolves to loopback
     req.server = "localhost".into();
-    req.policy.denied.push(IpNet {
-        addr: "::1".parse().unwrap(),
-        prefix: 128,
-    });
+    req.policy.denied.push(IpNet { addr: "::1".parse().unwrap(), prefix: 128 });
     assert_failed(&run(&req).await, Step::Policy, Reason::DestinationNotAllowed);
     assert_eq!(peer.count("connect"), 0);
 }
@@ -400,9 +351,7 @@ async fn silent_server_times_out_at_greeting() {
     });
     let mut req = request(port, TlsMode::StartTls);
     req.timeout = Duration::from_secs(1);
-    let r = tokio::time::timeout(Duration::from_secs(30), engine::run(&req))
-        .await
-        .expect("bounded by the timeout");
+    let r = tokio::time::timeout(Duration::from_secs(30), engine::run(&req)).await.expect("bounded by the timeout");
     let f = assert_failed(&r, Step::Greeting, Reason::ConnectionTimedOut);
     assert!(f.message.contains("greeting"), "{}", f.message);
     let _ = held.join();
@@ -415,8 +364,7 @@ async fn greeting_554_is_server_rejected() {
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        s.write_all(b"554-5.7.1 mail.example.com: your address is on a block list\r\n554 5.7.1 go away\r\n")
-            .unwrap();
+        s.write_all(b"554-5.7.1 mail.example.com: your address is on a block list\r\n554 5.7.1 go away\r\n").unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
@@ -425,16 +373,9 @@ async fn greeting_554_is_server_rejected() {
     let r = run(&request(port, TlsMode::StartTls)).await;
     let f = assert_failed(&r, Step::Greeting, Reason::ServerRejected);
     assert_eq!(f.reply.as_ref().map(|r| r.code), Some(554));
-    assert!(
-        f.message.contains("block list") && f.message.contains("go away"),
-        "{}",
-        f.message
-    );
+    assert!(f.message.contains("block list") && f.message.contains("go away"), "{}", f.message);
     let sent = server.join().unwrap();
-    assert!(
-        !String::from_utf8_lossy(&sent).contains("EHLO"),
-        "no EHLO after a refused greeting"
-    );
+    assert!(!String::from_utf8_lossy(&sent).contains("EHLO"), "no EHLO after a refused greeting");
 }
 
 #[tokio::test]
@@ -455,10 +396,7 @@ async fn endless_reply_line_is_a_protocol_error() {
     });
     let r = run(&request(port, TlsMode::None)).await;
     assert_failed(&r, Step::Greeting, Reason::ProtocolError);
-    assert!(
-        writer.join().unwrap(),
-        "the engine hung up instead of reading everything"
-    );
+    assert!(writer.join().unwrap(), "the engine hung up instead of reading everything");
 }
 
 #[tokio::test]
@@ -472,10 +410,7 @@ async fn xoauth2_succeeds() {
     assert_eq!(r.server_mechanisms, ["PLAIN", "XOAUTH2"]);
     let auths = peer.events_of("auth");
     assert_eq!(auths.len(), 1);
-    assert_eq!(
-        (auths[0]["mechanism"].as_str(), auths[0]["user"].as_str()),
-        (Some("XOAUTH2"), Some(USER))
-    );
+    assert_eq!((auths[0]["mechanism"].as_str(), auths[0]["user"].as_str()), (Some("XOAUTH2"), Some(USER)));
     assert_eq!(auths[0]["success"], true);
     assert_no_secret(&r, &peer);
 }
@@ -513,11 +448,7 @@ async fn long_xoauth2_token_uses_the_empty_challenge() {
     req.credentials = xoauth2(&token);
     let r = run(&req).await;
     assert_ok(&r);
-    assert_eq!(
-        peer.count("auth_command"),
-        1,
-        "one AUTH command, the response on its own line"
-    );
+    assert_eq!(peer.count("auth_command"), 1, "one AUTH command, the response on its own line");
     assert_eq!(peer.events_of("auth")[0]["success"], true);
 }
 
@@ -541,10 +472,6 @@ async fn inline_xoauth2_refused_as_too_long_is_retried_with_the_empty_challenge(
     req.credentials = xoauth2(&token);
     let r = run(&req).await;
     assert_ok(&r);
-    assert_eq!(
-        peer.count("auth_command"),
-        1,
-        "the inline form never reached AUTH (500 line too long)"
-    );
+    assert_eq!(peer.count("auth_command"), 1, "the inline form never reached AUTH (500 line too long)");
     assert_eq!(peer.events_of("auth")[0]["success"], true);
 }

@@ -11,12 +11,7 @@ use tokio::net::TcpStream;
 use super::{DialPolicy, Failure, Reason, Step};
 
 fn fail(step: Step, reason: Reason, message: String) -> Failure {
-    Failure {
-        step,
-        reason,
-        message,
-        reply: None,
-    }
+    Failure { step, reason, message, reply: None }
 }
 
 /// The host as given, without the brackets of an IPv6 literal (`[::1]` → `::1`).
@@ -66,11 +61,7 @@ pub(crate) async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<
         Ok(Ok(addrs)) => {
             let addrs: Vec<SocketAddr> = addrs.collect();
             if addrs.is_empty() {
-                Err(fail(
-                    Step::Resolve,
-                    Reason::DnsLookupFailed,
-                    format!("{host} has no addresses; check spec.server"),
-                ))
+                Err(fail(Step::Resolve, Reason::DnsLookupFailed, format!("{host} has no addresses; check spec.server")))
             } else {
                 Ok(addrs)
             }
@@ -116,13 +107,7 @@ pub(crate) async fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<(
             }
         }
     }
-    Err(last.unwrap_or_else(|| {
-        fail(
-            Step::Connect,
-            Reason::ConnectionFailed,
-            "no address to connect to".into(),
-        )
-    }))
+    Err(last.unwrap_or_else(|| fail(Step::Connect, Reason::ConnectionFailed, "no address to connect to".into())))
 }
 
 fn connect_error(addr: SocketAddr, e: &io::Error, timeout: Duration) -> Failure {
@@ -156,10 +141,7 @@ mod tests {
 
     #[test]
     fn port_policy() {
-        let p = DialPolicy {
-            allowed_ports: vec![25, 587],
-            denied: vec![],
-        };
+        let p = DialPolicy { allowed_ports: vec![25, 587], denied: vec![] };
         assert!(check_port(&p, 587).is_ok());
         let f = check_port(&p, 2526).unwrap_err();
         assert_eq!((f.step, f.reason), (Step::Policy, Reason::PortNotAllowed));
@@ -169,13 +151,8 @@ mod tests {
 
     #[test]
     fn any_denied_address_refuses() {
-        let p = DialPolicy {
-            allowed_ports: vec![],
-            denied: vec![IpNet {
-                addr: "127.0.0.0".parse().unwrap(),
-                prefix: 8,
-            }],
-        };
+        let p =
+            DialPolicy { allowed_ports: vec![], denied: vec![IpNet { addr: "127.0.0.0".parse().unwrap(), prefix: 8 }] };
         let ok: SocketAddr = "192.0.2.1:25".parse().unwrap();
         let bad: SocketAddr = "[::ffff:127.0.0.1]:25".parse().unwrap();
         assert!(check_addresses(&p, "h", &[ok]).is_ok());

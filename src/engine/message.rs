@@ -16,12 +16,7 @@ pub(crate) struct Prepared {
 }
 
 fn invalid(reason: Reason, message: String) -> Failure {
-    Failure {
-        step: Step::Policy,
-        reason,
-        message,
-        reply: None,
-    }
+    Failure { step: Step::Policy, reason, message, reply: None }
 }
 
 /// Validates and builds `m`: From = the full `from` (display name kept), To = the recipients, Subject, Date,
@@ -62,11 +57,7 @@ pub(crate) fn prepare(m: &TestMessage) -> Result<Prepared, Failure> {
     let message = builder
         .body(m.body.clone())
         .map_err(|e| invalid(Reason::InvalidSpec, format!("the test email could not be built: {e}")))?;
-    Ok(Prepared {
-        envelope_from: from.email,
-        recipients,
-        formatted: message.formatted(),
-    })
+    Ok(Prepared { envelope_from: from.email, recipients, formatted: message.formatted() })
 }
 
 #[cfg(test)]
@@ -84,11 +75,8 @@ mod tests {
 
     #[test]
     fn builds_headers_and_envelope() {
-        let p = prepare(&msg(
-            "Platform Alerts <alerts@example.com>",
-            &["ops@example.com", "Dev <dev@example.org>"],
-        ))
-        .unwrap();
+        let p = prepare(&msg("Platform Alerts <alerts@example.com>", &["ops@example.com", "Dev <dev@example.org>"]))
+            .unwrap();
         assert_eq!(p.envelope_from.to_string(), "alerts@example.com");
         assert_eq!(
             p.recipients.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
@@ -108,14 +96,8 @@ mod tests {
 
     #[test]
     fn invalid_addresses_are_reported() {
-        assert_eq!(
-            prepare(&msg("not an address", &["a@b.c"])).unwrap_err().reason,
-            Reason::InvalidFromAddress
-        );
-        assert_eq!(
-            prepare(&msg("a@b.c", &["nope"])).unwrap_err().reason,
-            Reason::InvalidSpec
-        );
+        assert_eq!(prepare(&msg("not an address", &["a@b.c"])).unwrap_err().reason, Reason::InvalidFromAddress);
+        assert_eq!(prepare(&msg("a@b.c", &["nope"])).unwrap_err().reason, Reason::InvalidSpec);
         assert_eq!(prepare(&msg("a@b.c", &[])).unwrap_err().reason, Reason::InvalidSpec);
     }
 }

@@ -36,12 +36,7 @@ impl Redactor {
             Credentials::XOAuth2 { username, token } => {
                 if let Some(s) = token.expose_str() {
                     needles.push(s.to_owned());
-                    needles.push(
-                        super::sasl::xoauth2_payload(username, token)
-                            .expose_str()
-                            .unwrap_or("")
-                            .to_owned(),
-                    );
+                    needles.push(super::sasl::xoauth2_payload(username, token).expose_str().unwrap_or("").to_owned());
                 }
                 needles.push(B64.encode(token.expose()));
             }
@@ -74,12 +69,7 @@ impl Drop for Redactor {
 
 /// Joins reply lines with a space, masks credentials, drops control characters, truncates.
 pub(crate) fn clean_text<'a>(lines: impl IntoIterator<Item = &'a str>, redactor: &Redactor) -> String {
-    let joined = lines
-        .into_iter()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let joined = lines.into_iter().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
     let masked = redactor.apply(&joined);
     let clean: String = masked.chars().filter(|c| !c.is_control()).collect();
     truncate(&clean, MAX_REPLY_CHARS)
@@ -97,19 +87,12 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
 
 /// A reply for reports.
 pub(crate) fn reply<'a>(code: u16, lines: impl IntoIterator<Item = &'a str>, redactor: &Redactor) -> Reply {
-    Reply {
-        code,
-        text: clean_text(lines, redactor),
-    }
+    Reply { code, text: clean_text(lines, redactor) }
 }
 
 /// "535 5.7.8 text" (or just the code when there is no text).
 pub(crate) fn display(r: &Reply) -> String {
-    if r.text.is_empty() {
-        r.code.to_string()
-    } else {
-        format!("{} {}", r.code, r.text)
-    }
+    if r.text.is_empty() { r.code.to_string() } else { format!("{} {}", r.code, r.text) }
 }
 
 /// Cleans raw bytes read from the server (for messages about unparseable replies).
@@ -126,10 +109,7 @@ mod tests {
     #[test]
     fn joins_strips_and_truncates() {
         let r = Redactor::default();
-        assert_eq!(
-            clean_text(["5.7.8 bad", "  second\tline\u{7} "], &r),
-            "5.7.8 bad secondline"
-        );
+        assert_eq!(clean_text(["5.7.8 bad", "  second\tline\u{7} "], &r), "5.7.8 bad secondline");
         let long = "x".repeat(1000);
         let t = clean_text([long.as_str()], &r);
         assert_eq!(t.chars().count(), MAX_REPLY_CHARS + 1);
@@ -137,20 +117,8 @@ mod tests {
         // multi-byte characters are cut on a character boundary
         let wide = "é".repeat(400);
         assert_eq!(clean_text([wide.as_str()], &r).chars().count(), MAX_REPLY_CHARS + 1);
-        assert_eq!(
-            display(&Reply {
-                code: 250,
-                text: String::new()
-            }),
-            "250"
-        );
-        assert_eq!(
-            display(&Reply {
-                code: 535,
-                text: "no".into()
-            }),
-            "535 no"
-        );
+        assert_eq!(display(&Reply { code: 250, text: String::new() }), "250");
+        assert_eq!(display(&Reply { code: 535, text: "no".into() }), "535 no");
     }
 
     #[test]
@@ -167,10 +135,7 @@ mod tests {
         assert!(!t.contains(&plain_b64), "{t}");
         assert!(t.contains("<redacted>"));
 
-        let x = Credentials::XOAuth2 {
-            username: "bob".into(),
-            token: SecretValue::new("ya29.token-value"),
-        };
+        let x = Credentials::XOAuth2 { username: "bob".into(), token: SecretValue::new("ya29.token-value") };
         let r = Redactor::for_credentials(&x);
         assert_eq!(r.apply("got ya29.token-value"), "got <redacted>");
     }

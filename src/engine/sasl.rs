@@ -113,11 +113,7 @@ pub(crate) fn describe_xoauth2_error(challenge_b64: &str) -> Option<String> {
 }
 
 fn offered_list(offered: &[String]) -> String {
-    if offered.is_empty() {
-        "no AUTH mechanisms".to_owned()
-    } else {
-        offered.join(", ")
-    }
+    if offered.is_empty() { "no AUTH mechanisms".to_owned() } else { offered.join(", ") }
 }
 
 /// Picks the mechanism: for passwords the first of `mechanisms` (empty = PLAIN, LOGIN) the server offers; for
@@ -127,10 +123,7 @@ pub(crate) fn choose(credentials: &Credentials, offered: &[String]) -> Result<Op
     let not_offered = |wanted: &str, what_to_do: &str| Failure {
         step: Step::Auth,
         reason: Reason::AuthMechanismNotOffered,
-        message: format!(
-            "the server offers {} but the check needs {wanted}; {what_to_do}",
-            offered_list(offered)
-        ),
+        message: format!("the server offers {} but the check needs {wanted}; {what_to_do}", offered_list(offered)),
         reply: None,
     };
     match credentials {
@@ -181,19 +174,11 @@ pub(crate) fn choose(credentials: &Credentials, offered: &[String]) -> Result<Op
 }
 
 fn auth_failed(reply: Reply, mechanism: Mechanism, hint: &str) -> Failure {
-    let reason = if reply.code == 504 {
-        Reason::AuthMechanismNotOffered
-    } else {
-        Reason::AuthenticationFailed
-    };
+    let reason = if reply.code == 504 { Reason::AuthMechanismNotOffered } else { Reason::AuthenticationFailed };
     Failure {
         step: Step::Auth,
         reason,
-        message: format!(
-            "AUTH {} failed: the server replied {}; {hint}",
-            mechanism.as_str(),
-            display(&reply)
-        ),
+        message: format!("AUTH {} failed: the server replied {}; {hint}", mechanism.as_str(), display(&reply)),
         reply: Some(reply),
     }
 }
@@ -203,11 +188,7 @@ fn unexpected(smtp: &Smtp, r: &Response, mechanism: Mechanism, waiting_for: &str
     Failure {
         step: Step::Auth,
         reason: Reason::ProtocolError,
-        message: format!(
-            "AUTH {}: expected {waiting_for}, the server replied {}",
-            mechanism.as_str(),
-            display(&reply)
-        ),
+        message: format!("AUTH {}: expected {waiting_for}, the server replied {}", mechanism.as_str(), display(&reply)),
         reply: Some(reply),
     }
 }
@@ -257,13 +238,8 @@ pub(crate) async fn authenticate(
                 return Err(unexpected(smtp, &r, mechanism, "334 (password challenge)"));
             }
             let pass = b64_secret(password.expose());
-            let r = step(
-                smtp,
-                SecretLine(pass.expose_str().unwrap_or_default().to_owned()),
-                mechanism,
-                PASSWORD_HINT,
-            )
-            .await?;
+            let r = step(smtp, SecretLine(pass.expose_str().unwrap_or_default().to_owned()), mechanism, PASSWORD_HINT)
+                .await?;
             expect_235(smtp, &r, mechanism)
         }
         (Credentials::XOAuth2 { username, token }, Mechanism::XOAuth2) => xoauth2(smtp, username, token).await,
@@ -277,11 +253,7 @@ pub(crate) async fn authenticate(
 }
 
 fn expect_235(smtp: &Smtp, r: &Response, mechanism: Mechanism) -> Result<(), Failure> {
-    if code(r) == 235 {
-        Ok(())
-    } else {
-        Err(unexpected(smtp, r, mechanism, "235 (authentication succeeded)"))
-    }
+    if code(r) == 235 { Ok(()) } else { Err(unexpected(smtp, r, mechanism, "235 (authentication succeeded)")) }
 }
 
 /// Sends one AUTH line; a negative reply becomes AuthenticationFailed.
@@ -351,10 +323,8 @@ mod tests {
 
     #[test]
     fn xoauth2_encoding() {
-        let p = xoauth2_payload(
-            "someuser@example.com",
-            &SecretValue::new("ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"),
-        );
+        let p =
+            xoauth2_payload("someuser@example.com", &SecretValue::new("ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"));
         // the example from Google's XOAUTH2 documentation
         assert_eq!(
             p.expose_str().unwrap(),
@@ -371,10 +341,7 @@ mod tests {
     #[test]
     fn xoauth2_error_summary_keeps_known_fields_only() {
         let c = B64.encode(br#"{"status":"401","schemes":"Bearer","scope":"https://mail.google.com/","extra":"x"}"#);
-        assert_eq!(
-            describe_xoauth2_error(&c).unwrap(),
-            "status 401, schemes Bearer, scope https://mail.google.com/"
-        );
+        assert_eq!(describe_xoauth2_error(&c).unwrap(), "status 401, schemes Bearer, scope https://mail.google.com/");
         assert!(describe_xoauth2_error("not base64!").is_none());
         assert!(describe_xoauth2_error(&B64.encode(b"[1]")).is_none());
     }
@@ -388,22 +355,13 @@ mod tests {
         };
         let offered = vec!["LOGIN".to_owned(), "PLAIN".to_owned()];
         assert_eq!(choose(&pw(vec![]), &offered).unwrap(), Some(Mechanism::Plain));
-        assert_eq!(
-            choose(&pw(vec![PasswordMechanism::Login]), &offered).unwrap(),
-            Some(Mechanism::Login)
-        );
+        assert_eq!(choose(&pw(vec![PasswordMechanism::Login]), &offered).unwrap(), Some(Mechanism::Login));
         let f = choose(&pw(vec![PasswordMechanism::Plain]), &["LOGIN".to_owned()]).unwrap_err();
         assert_eq!(f.reason, Reason::AuthMechanismNotOffered);
         assert!(f.message.contains("offers LOGIN"), "{}", f.message);
-        let x = Credentials::XOAuth2 {
-            username: "u".into(),
-            token: SecretValue::new("t"),
-        };
+        let x = Credentials::XOAuth2 { username: "u".into(), token: SecretValue::new("t") };
         assert_eq!(choose(&x, &["XOAUTH2".to_owned()]).unwrap(), Some(Mechanism::XOAuth2));
-        assert_eq!(
-            choose(&x, &offered).unwrap_err().reason,
-            Reason::AuthMechanismNotOffered
-        );
+        assert_eq!(choose(&x, &offered).unwrap_err().reason, Reason::AuthMechanismNotOffered);
         assert_eq!(choose(&Credentials::None, &[]).unwrap(), None);
     }
 }

@@ -69,12 +69,7 @@ impl Smtp {
 }
 
 fn fail(step: Step, reason: Reason, message: String, reply: Option<Reply>) -> Failure {
-    Failure {
-        step,
-        reason,
-        message,
-        reply,
-    }
+    Failure { step, reason, message, reply }
 }
 
 fn timed_out(step: Step, timeout: Duration) -> Failure {
@@ -138,9 +133,7 @@ fn lettre_error(
         ));
     }
     // network errors: the io::Error is the source
-    let detail = std::error::Error::source(e)
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| e.to_string());
+    let detail = std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
     StepError::Broken(fail(
         step,
         Reason::ConnectionFailed,
@@ -283,15 +276,8 @@ pub(crate) async fn check(req: &CheckRequest, p: &mut Progress) -> Result<(), Fa
     let tls_setup = match req.tls.mode {
         TlsMode::None => None,
         mode => {
-            let step = if mode == TlsMode::ImplicitTls {
-                Step::Tls
-            } else {
-                Step::StartTls
-            };
-            Some((
-                tls::client_config(&req.tls, step)?,
-                tls::server_name(&req.server, step)?,
-            ))
+            let step = if mode == TlsMode::ImplicitTls { Step::Tls } else { Step::StartTls };
+            Some((tls::client_config(&req.tls, step)?, tls::server_name(&req.server, step)?))
         }
     };
 
@@ -318,11 +304,7 @@ pub(crate) async fn check(req: &CheckRequest, p: &mut Progress) -> Result<(), Fa
 
     // --- greeting + first EHLO (one lettre call; split by the moment the client first wrote)
     p.step(Step::Greeting);
-    let helo = if req.helo_name.trim().is_empty() {
-        "localhost".to_owned()
-    } else {
-        req.helo_name.trim().to_owned()
-    };
+    let helo = if req.helo_name.trim().is_empty() { "localhost".to_owned() } else { req.helo_name.trim().to_owned() };
     let client_id = ClientId::Domain(helo);
     let connected = tokio::time::timeout(
         req.timeout.saturating_mul(2),
@@ -332,11 +314,7 @@ pub(crate) async fn check(req: &CheckRequest, p: &mut Progress) -> Result<(), Fa
     if let Some(at) = handle.first_write_at() {
         p.step_at(Step::Ehlo, at);
     }
-    let step = if handle.has_written() {
-        Step::Ehlo
-    } else {
-        Step::Greeting
-    };
+    let step = if handle.has_written() { Step::Ehlo } else { Step::Greeting };
     let conn = match connected {
         Ok(Ok(conn)) => conn,
         Err(_) => return Err(timed_out(step, req.timeout)),
@@ -355,22 +333,14 @@ pub(crate) async fn check(req: &CheckRequest, p: &mut Progress) -> Result<(), Fa
                 StepError::Rejected(r) => fail(
                     step,
                     Reason::ServerRejected,
-                    format!(
-                        "the server rejected EHLO: {}; check the HELO name and the server's policy",
-                        display(&r)
-                    ),
+                    format!("the server rejected EHLO: {}; check the HELO name and the server's policy", display(&r)),
                     Some(r),
                 ),
             });
         }
     };
     let ehlo = parse_ehlo_raw(&handle.last_reply_bytes().0);
-    let mut smtp = Smtp {
-        conn,
-        handle,
-        timeout: req.timeout,
-        redactor,
-    };
+    let mut smtp = Smtp { conn, handle, timeout: req.timeout, redactor };
 
     let result = dialogue(req, p, &mut smtp, ehlo, &client_id, tls_setup, prepared).await;
     match &result {
@@ -392,10 +362,7 @@ async fn dialogue(
     smtp: &mut Smtp,
     mut ehlo: EhloInfo,
     client_id: &ClientId,
-    tls_setup: Option<(
-        std::sync::Arc<rustls::ClientConfig>,
-        rustls::pki_types::ServerName<'static>,
-    )>,
+    tls_setup: Option<(std::sync::Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)>,
     prepared: Option<message::Prepared>,
 ) -> Result<(), Failure> {
     if req.tls.mode == TlsMode::StartTls {
@@ -416,10 +383,7 @@ async fn dialogue(
             fail(
                 Step::StartTls,
                 Reason::StartTlsNotOffered,
-                format!(
-                    "the server advertised STARTTLS but refused it: {}; check the server's TLS setup",
-                    display(&r)
-                ),
+                format!("the server advertised STARTTLS but refused it: {}; check the server's TLS setup", display(&r)),
                 Some(r),
             )
         })
@@ -438,21 +402,12 @@ async fn dialogue(
             ));
         }
         let Some((config, name)) = tls_setup else {
-            return Err(fail(
-                Step::StartTls,
-                Reason::TlsHandshakeFailed,
-                "no TLS configuration".into(),
-                None,
-            ));
+            return Err(fail(Step::StartTls, Reason::TlsHandshakeFailed, "no TLS configuration".into(), None));
         };
-        let tcp = smtp.handle.take_plain().map_err(|e| {
-            fail(
-                Step::StartTls,
-                Reason::TlsHandshakeFailed,
-                format!("cannot start TLS: {e}"),
-                None,
-            )
-        })?;
+        let tcp = smtp
+            .handle
+            .take_plain()
+            .map_err(|e| fail(Step::StartTls, Reason::TlsHandshakeFailed, format!("cannot start TLS: {e}"), None))?;
         let (tls_stream, version) = tls::handshake(tcp, config, name, req.timeout, Step::StartTls).await?;
         smtp.handle.install_tls(tls_stream);
         p.tls_version = Some(version);
@@ -483,24 +438,18 @@ async fn dialogue(
     // --- test email
     if let Some(m) = prepared {
         p.step(Step::MailFrom);
-        expect(
-            smtp,
-            Step::MailFrom,
-            Mail::new(Some(m.envelope_from.clone()), vec![]),
-            &[250],
-            |r| {
-                fail(
-                    Step::MailFrom,
-                    Reason::SenderRejected,
-                    format!(
-                        "the server rejected the sender <{}>: {}; spec.from must be an address the account may send as",
-                        m.envelope_from,
-                        display(&r)
-                    ),
-                    Some(r),
-                )
-            },
-        )
+        expect(smtp, Step::MailFrom, Mail::new(Some(m.envelope_from.clone()), vec![]), &[250], |r| {
+            fail(
+                Step::MailFrom,
+                Reason::SenderRejected,
+                format!(
+                    "the server rejected the sender <{}>: {}; spec.from must be an address the account may send as",
+                    m.envelope_from,
+                    display(&r)
+                ),
+                Some(r),
+            )
+        })
         .await?;
         p.step(Step::RcptTo);
         for rcpt in &m.recipients {
@@ -508,10 +457,7 @@ async fn dialogue(
                 fail(
                     Step::RcptTo,
                     Reason::RecipientRejected,
-                    format!(
-                        "the server rejected the recipient <{rcpt}>: {}; check spec.testEmail.to",
-                        display(&r)
-                    ),
+                    format!("the server rejected the recipient <{rcpt}>: {}; check spec.testEmail.to", display(&r)),
                     Some(r),
                 )
             })

@@ -77,17 +77,9 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 
 impl DeadlineStream {
     pub(crate) fn new(transport: Transport, peer: SocketAddr, timeout: Duration) -> (Self, StreamHandle) {
-        let shared = Arc::new(Mutex::new(Shared {
-            transport,
-            stats: Stats::default(),
-        }));
-        let stream = DeadlineStream {
-            shared: shared.clone(),
-            timeout,
-            peer,
-            read_deadline: None,
-            write_deadline: None,
-        };
+        let shared = Arc::new(Mutex::new(Shared { transport, stats: Stats::default() }));
+        let stream =
+            DeadlineStream { shared: shared.clone(), timeout, peer, read_deadline: None, write_deadline: None };
         (stream, StreamHandle(shared))
     }
 }
@@ -143,18 +135,12 @@ impl StreamHandle {
 
 impl fmt::Debug for DeadlineStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeadlineStream")
-            .field("peer", &self.peer)
-            .field("timeout", &self.timeout)
-            .finish()
+        f.debug_struct("DeadlineStream").field("peer", &self.peer).field("timeout", &self.timeout).finish()
     }
 }
 
 fn gone() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotConnected,
-        "the connection is being upgraded to TLS or was lost",
-    )
+    io::Error::new(io::ErrorKind::NotConnected, "the connection is being upgraded to TLS or was lost")
 }
 
 fn timed_out(what: &str, timeout: Duration) -> io::Error {

@@ -19,12 +19,7 @@ use super::dial::bare_host;
 use super::{Failure, Reason, Step, TlsOptions, TlsVersion};
 
 fn fail(step: Step, reason: Reason, message: String) -> Failure {
-    Failure {
-        step,
-        reason,
-        message,
-        reply: None,
-    }
+    Failure { step, reason, message, reply: None }
 }
 
 /// The client configuration for `opts`: webpki roots + `extra_roots`, versions from `min_version`, or a
@@ -37,22 +32,14 @@ pub(crate) fn client_config(opts: &TlsOptions, step: Step) -> Result<Arc<ClientC
     };
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
-        .map_err(|e| {
-            fail(
-                step,
-                Reason::TlsHandshakeFailed,
-                format!("TLS configuration error: {e}"),
-            )
-        })?;
+        .map_err(|e| fail(step, Reason::TlsHandshakeFailed, format!("TLS configuration error: {e}")))?;
     let config = if opts.insecure_skip_verify {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
             .with_no_client_auth()
     } else {
-        let mut roots = RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
+        let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
         for (i, der) in opts.extra_roots.iter().enumerate() {
             roots.add(CertificateDer::from(der.clone())).map_err(|e| {
                 fail(
@@ -73,11 +60,7 @@ pub(crate) fn client_config(opts: &TlsOptions, step: Step) -> Result<Arc<ClientC
 /// The TLS server name for `server`: a DNS name (SNI + name check) or an IP literal (IP SAN check, no SNI).
 pub(crate) fn server_name(server: &str, step: Step) -> Result<ServerName<'static>, Failure> {
     ServerName::try_from(bare_host(server).to_owned()).map_err(|_| {
-        fail(
-            step,
-            Reason::InvalidSpec,
-            format!("{server:?} is not a valid TLS server name; fix spec.server"),
-        )
+        fail(step, Reason::InvalidSpec, format!("{server:?} is not a valid TLS server name; fix spec.server"))
     })
 }
 
@@ -128,10 +111,7 @@ pub(crate) fn classify(err: &io::Error, name: &ServerName<'_>) -> (Reason, Strin
     let host = name_str(name);
     let Some(tls) = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) else {
         return match err.kind() {
-            io::ErrorKind::TimedOut => (
-                Reason::ConnectionTimedOut,
-                format!("the TLS handshake timed out: {err}"),
-            ),
+            io::ErrorKind::TimedOut => (Reason::ConnectionTimedOut, format!("the TLS handshake timed out: {err}")),
             io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => (
                 Reason::TlsHandshakeFailed,
                 format!(
@@ -199,10 +179,7 @@ pub(crate) fn classify_rustls(tls: &rustls::Error, host: &str) -> (Reason, Strin
                  port (ImplicitTLS for 465, StartTLS for 587)"
             ),
         ),
-        _ => (
-            Reason::TlsHandshakeFailed,
-            format!("the TLS handshake with {host} failed: {tls}"),
-        ),
+        _ => (Reason::TlsHandshakeFailed, format!("the TLS handshake with {host} failed: {tls}")),
     }
 }
 
@@ -257,32 +234,18 @@ mod tests {
             c(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)),
             Reason::CertificateNotTrusted
         );
-        assert_eq!(
-            c(rustls::Error::InvalidCertificate(CertificateError::BadSignature)),
-            Reason::CertificateNotTrusted
-        );
+        assert_eq!(c(rustls::Error::InvalidCertificate(CertificateError::BadSignature)), Reason::CertificateNotTrusted);
         assert_eq!(
             c(rustls::Error::InvalidCertificate(CertificateError::NotValidForName)),
             Reason::CertificateNameMismatch
         );
+        assert_eq!(c(rustls::Error::InvalidCertificate(CertificateError::Expired)), Reason::CertificateExpired);
+        assert_eq!(c(rustls::Error::AlertReceived(AlertDescription::ProtocolVersion)), Reason::TlsVersionNotSupported);
         assert_eq!(
-            c(rustls::Error::InvalidCertificate(CertificateError::Expired)),
-            Reason::CertificateExpired
-        );
-        assert_eq!(
-            c(rustls::Error::AlertReceived(AlertDescription::ProtocolVersion)),
+            c(rustls::Error::PeerIncompatible(PeerIncompatible::ServerDoesNotSupportTls12Or13)),
             Reason::TlsVersionNotSupported
         );
-        assert_eq!(
-            c(rustls::Error::PeerIncompatible(
-                PeerIncompatible::ServerDoesNotSupportTls12Or13
-            )),
-            Reason::TlsVersionNotSupported
-        );
-        assert_eq!(
-            c(rustls::Error::AlertReceived(AlertDescription::HandshakeFailure)),
-            Reason::TlsHandshakeFailed
-        );
+        assert_eq!(c(rustls::Error::AlertReceived(AlertDescription::HandshakeFailure)), Reason::TlsHandshakeFailed);
         let (_, msg) = classify_rustls(&rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer), "h");
         assert!(msg.contains("spec.tls.caBundle"));
     }
@@ -305,9 +268,6 @@ mod tests {
             extra_roots: vec![b"not a certificate".to_vec()],
             insecure_skip_verify: false,
         };
-        assert_eq!(
-            client_config(&opts, Step::Tls).unwrap_err().reason,
-            Reason::InvalidCABundle
-        );
+        assert_eq!(client_config(&opts, Step::Tls).unwrap_err().reason, Reason::InvalidCABundle);
     }
 }

@@ -49,9 +49,9 @@ impl ServerPattern {
         }
         match (&self.host, host) {
             (HostPattern::Exact(a), b) => a == b,
-            (HostPattern::Subdomains(domain), Host::Name(name)) => name
-                .strip_suffix(domain.as_str())
-                .is_some_and(|prefix| prefix.len() > 1 && prefix.ends_with('.')),
+            (HostPattern::Subdomains(domain), Host::Name(name)) => {
+                name.strip_suffix(domain.as_str()).is_some_and(|prefix| prefix.len() > 1 && prefix.ends_with('.'))
+            }
             (HostPattern::Subdomains(_), Host::Ip(_)) => false,
         }
     }
@@ -218,8 +218,7 @@ pub fn credentials_not_bound_message(
         Some(value) => {
             // Keep the user's entries as written (minus ones with control characters, which are invalid
             // anyway and must not reach a terminal), then append the destination.
-            let mut entries: Vec<&str> =
-                raw_entries(value).filter(|e| !e.chars().any(char::is_control)).collect();
+            let mut entries: Vec<&str> = raw_entries(value).filter(|e| !e.chars().any(char::is_control)).collect();
             let listed = if entries.is_empty() { "is empty".to_string() } else { "does not list it".to_string() };
             let head = format!("Secret {secret:?} may not be sent to {dest}: its {key} annotation {listed}.");
             let joined_len: usize = entries.iter().map(|e| e.len() + 2).sum();
@@ -334,8 +333,22 @@ mod tests {
         let bad: Vec<&str> = errs.iter().map(|e| e.entry.as_str()).collect();
         assert_eq!(
             bad,
-            ["*", "*.com", "foo.*.example", "*foo.example", "host:0", "host:99999", "host:smtp", "smtp://x.example",
-                "[::1", "[::1]x", "[::1]:", "*.127.0.0.1", "bad..name", "2001:db8::25:587:x"]
+            [
+                "*",
+                "*.com",
+                "foo.*.example",
+                "*foo.example",
+                "host:0",
+                "host:99999",
+                "host:smtp",
+                "smtp://x.example",
+                "[::1",
+                "[::1]x",
+                "[::1]:",
+                "*.127.0.0.1",
+                "bad..name",
+                "2001:db8::25:587:x"
+            ]
         );
         for e in &errs {
             assert!(!e.reason.is_empty());

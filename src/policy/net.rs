@@ -140,16 +140,13 @@ pub fn default_denied() -> Vec<IpNet> {
         ("::", 128),
         ("::ffff:0.0.0.0", 104),
         // other cloud metadata endpoints
-        ("fd00:ec2::254", 128),       // AWS IMDS over IPv6
-        ("100.100.100.200", 32),      // Alibaba Cloud metadata
+        ("fd00:ec2::254", 128),  // AWS IMDS over IPv6
+        ("100.100.100.200", 32), // Alibaba Cloud metadata
         ("::ffff:100.100.100.200", 128),
-        ("192.0.0.192", 32),          // Oracle Cloud Classic metadata
+        ("192.0.0.192", 32), // Oracle Cloud Classic metadata
         ("::ffff:192.0.0.192", 128),
     ];
-    DEFAULTS
-        .iter()
-        .map(|(a, p)| IpNet { addr: a.parse().expect("valid built-in address"), prefix: *p })
-        .collect()
+    DEFAULTS.iter().map(|(a, p)| IpNet { addr: a.parse().expect("valid built-in address"), prefix: *p }).collect()
 }
 
 /// True when `ip` lies in any of `denied`.
@@ -295,10 +292,24 @@ mod tests {
 
     #[test]
     fn rejects_garbage_with_clear_errors() {
-        for bad in ["", "  ", "10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/+8", "10.0.0.0/ 8",
-            "10.0.0/8", "0x7f.0.0.1/32", "010.0.0.0/8", "fe80::1%eth0/128", "example.com/24", "10.0.0.0/8/8",
-            "10.0.0.0/0008", "1.2.3.4/99999999999999999999"]
-        {
+        for bad in [
+            "",
+            "  ",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+            "10.0.0.0/+8",
+            "10.0.0.0/ 8",
+            "10.0.0/8",
+            "0x7f.0.0.1/32",
+            "010.0.0.0/8",
+            "fe80::1%eth0/128",
+            "example.com/24",
+            "10.0.0.0/8/8",
+            "10.0.0.0/0008",
+            "1.2.3.4/99999999999999999999",
+        ] {
             let r = bad.parse::<IpNet>();
             assert!(r.is_err(), "{bad:?} must be rejected, got {r:?}");
         }
@@ -335,21 +346,54 @@ mod tests {
     #[test]
     fn default_denylist_covers_loopback_link_local_unspecified_and_metadata() {
         let d = default_denied();
-        for bad in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "169.254.169.254", "::ffff:169.254.169.254",
-            "169.254.0.23", "fe80::1", "febf:ffff::1", "0.0.0.0", "0.1.2.3", "::", "::ffff:0.0.0.0",
-            "fd00:ec2::254", "100.100.100.200", "::ffff:100.100.100.200", "192.0.0.192"]
-        {
+        for bad in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "::ffff:127.0.0.1",
+            "169.254.169.254",
+            "::ffff:169.254.169.254",
+            "169.254.0.23",
+            "fe80::1",
+            "febf:ffff::1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "::",
+            "::ffff:0.0.0.0",
+            "fd00:ec2::254",
+            "100.100.100.200",
+            "::ffff:100.100.100.200",
+            "192.0.0.192",
+        ] {
             assert!(is_denied(&d, ip(bad)), "{bad} must be denied by default");
         }
-        for ok in ["192.0.2.10", "8.8.8.8", "2001:db8::25", "fd00:ec2::253", "100.100.100.201", "::2",
-            "::ffff:192.0.2.10", "fec0::1", "128.0.0.1", "1.0.0.0"]
-        {
+        for ok in [
+            "192.0.2.10",
+            "8.8.8.8",
+            "2001:db8::25",
+            "fd00:ec2::253",
+            "100.100.100.201",
+            "::2",
+            "::ffff:192.0.2.10",
+            "fec0::1",
+            "128.0.0.1",
+            "1.0.0.0",
+        ] {
             assert!(!is_denied(&d, ip(ok)), "{ok} must not be denied by default");
         }
         // the explicitly requested entries are present
-        for must in ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128",
-            "::ffff:127.0.0.0/104", "::ffff:169.254.0.0/112", "::ffff:0.0.0.0/104", "fd00:ec2::254/128"]
-        {
+        for must in [
+            "127.0.0.0/8",
+            "::1/128",
+            "169.254.0.0/16",
+            "fe80::/10",
+            "0.0.0.0/8",
+            "::/128",
+            "::ffff:127.0.0.0/104",
+            "::ffff:169.254.0.0/112",
+            "::ffff:0.0.0.0/104",
+            "fd00:ec2::254/128",
+        ] {
             assert!(d.contains(&must.parse().unwrap()), "{must} missing");
         }
     }

@@ -54,8 +54,8 @@ pub fn kubeconfig_path() -> &'static Path {
 /// A kube client for the test control plane.
 pub async fn client() -> Client {
     let path = kubeconfig_path();
-    let kubeconfig = Kubeconfig::read_from(path)
-        .unwrap_or_else(|e| panic!("reading kubeconfig {}: {e}", path.display()));
+    let kubeconfig =
+        Kubeconfig::read_from(path).unwrap_or_else(|e| panic!("reading kubeconfig {}: {e}", path.display()));
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .unwrap_or_else(|e| panic!("loading kubeconfig {}: {e}", path.display()));
@@ -105,12 +105,8 @@ pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let prefix: String = prefix
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .take(30)
-        .collect();
+    let prefix: String =
+        prefix.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(30).collect();
     let prefix = prefix.trim_matches('-');
     let prefix = if prefix.is_empty() { "t" } else { prefix };
     format!("{prefix}-{}-{n}-{nanos:x}", std::process::id())
@@ -158,10 +154,7 @@ impl TestNamespace {
     /// Deletes the namespace now (it stays `Terminating`: no controller-manager runs).
     pub async fn cleanup(mut self) {
         self.deleted = true;
-        match Api::<Namespace>::all(self.client.clone())
-            .delete(&self.name, &DeleteParams::default())
-            .await
-        {
+        match Api::<Namespace>::all(self.client.clone()).delete(&self.name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => panic!("deleting test namespace {}: {e}", self.name),
@@ -177,13 +170,7 @@ impl Drop for TestNamespace {
         // Drop cannot await, and blocking on the kube client here could deadlock the test's runtime, so use
         // kubectl (a separate process, bounded by --request-timeout). Errors are ignored: the namespace is
         // unique, and a leftover one harms no other test.
-        let _ = kubectl([
-            "delete",
-            "namespace",
-            &self.name,
-            "--wait=false",
-            "--ignore-not-found",
-            "--request-timeout=10s",
-        ]);
+        let _ =
+            kubectl(["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found", "--request-timeout=10s"]);
     }
 }

@@ -51,9 +51,10 @@ impl Operator {
         loop {
             for line in self.log_text().lines() {
                 if let Ok(v) = serde_json::from_str::<Value>(line)
-                    && v["message"] == "serving /metrics, /healthz, /readyz" {
-                        return v["addr"].as_str().expect("addr").to_string();
-                    }
+                    && v["message"] == "serving /metrics, /healthz, /readyz"
+                {
+                    return v["addr"].as_str().expect("addr").to_string();
+                }
             }
             assert!(Instant::now() < deadline, "operator did not log its metrics address:\n{}", self.log_text());
             std::thread::sleep(Duration::from_millis(100));
@@ -131,9 +132,13 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
 pub async fn install_crd(client: &kube::Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd: CustomResourceDefinition = serde_yaml::from_str(&smtp_operator::crdgen::crd_yaml()).unwrap();
-    crds.patch("smtpsettings.smtp-operator.io", &PatchParams::apply("smtp-operator-tests").force(), &Patch::Apply(&crd))
-        .await
-        .expect("apply CRD");
+    crds.patch(
+        "smtpsettings.smtp-operator.io",
+        &PatchParams::apply("smtp-operator-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply CRD");
     for _ in 0..200 {
         let c = crds.get("smtpsettings.smtp-operator.io").await.unwrap();
         let established = c
@@ -151,7 +156,13 @@ pub async fn install_crd(client: &kube::Client) {
 }
 
 /// Creates a Secret with string values and annotations.
-pub async fn create_secret(client: &kube::Client, ns: &str, name: &str, data: &[(&str, &[u8])], annotations: &[(&str, &str)]) {
+pub async fn create_secret(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    data: &[(&str, &[u8])],
+    annotations: &[(&str, &str)],
+) {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let s = Secret {
         metadata: ObjectMeta {
@@ -207,7 +218,13 @@ pub fn condition(obj: &SmtpSettings, type_: &str) -> Option<k8s_openapi::apimach
 }
 
 /// Polls until `pred` holds for the object (at most `secs`), returning it; panics with the last status.
-pub async fn wait_for(client: &kube::Client, ns: &str, name: &str, secs: u64, pred: impl Fn(&SmtpSettings) -> bool) -> SmtpSettings {
+pub async fn wait_for(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    secs: u64,
+    pred: impl Fn(&SmtpSettings) -> bool,
+) -> SmtpSettings {
     let api: Api<SmtpSettings> = Api::namespaced(client.clone(), ns);
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
@@ -223,7 +240,15 @@ pub async fn wait_for(client: &kube::Client, ns: &str, name: &str, secs: u64, pr
 }
 
 /// Waits for condition `type_` with the given status (and reason, when given).
-pub async fn wait_condition(client: &kube::Client, ns: &str, name: &str, type_: &str, status: &str, reason: Option<&str>, secs: u64) -> SmtpSettings {
+pub async fn wait_condition(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: Option<&str>,
+    secs: u64,
+) -> SmtpSettings {
     wait_for(client, ns, name, secs, |o| {
         condition(o, type_).is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r))
     })

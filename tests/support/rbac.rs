@@ -21,10 +21,8 @@ use super::kube::{kubeconfig_path, kubectl, kubectl_ok, repo_root};
 pub fn helm() -> &'static Path {
     static HELM: OnceLock<PathBuf> = OnceLock::new();
     HELM.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo_root().join("scripts/build-helm"))
-            .output()
-            .expect("run scripts/build-helm");
+        let out =
+            Command::new("bash").arg(repo_root().join("scripts/build-helm")).output().expect("run scripts/build-helm");
         assert!(out.status.success(), "scripts/build-helm failed:\n{}", String::from_utf8_lossy(&out.stderr));
         PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").lines().last().expect("helm path").trim())
     })

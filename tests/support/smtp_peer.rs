@@ -95,13 +95,7 @@ impl SmtpPeer {
         let ready: Value = serde_json::from_str(line.trim()).expect("peer ready line is JSON");
         let port = ready["port"].as_u64().expect("port in ready line") as u16;
         let ca_pem_path = ready["ca_pem_path"].as_str().map(PathBuf::from);
-        SmtpPeer {
-            port,
-            child,
-            ca_pem_path,
-            events_path,
-            _dir: dir,
-        }
+        SmtpPeer { port, child, ca_pem_path, events_path, _dir: dir }
     }
 
     /// The peer's CA certificate (PEM). Panics when the peer runs without TLS.
@@ -113,21 +107,14 @@ impl SmtpPeer {
     pub fn ca_der(&self) -> Vec<u8> {
         let pem = self.ca_pem();
         let mut rd = &pem[..];
-        rustls_pemfile::certs(&mut rd)
-            .next()
-            .expect("a certificate in the CA PEM")
-            .expect("valid PEM")
-            .to_vec()
+        rustls_pemfile::certs(&mut rd).next().expect("a certificate in the CA PEM").expect("valid PEM").to_vec()
     }
 
     /// Every event so far, in order (`{"event": "connect" | "ehlo" | "auth_command" | "auth" | "mail_from" |
     /// "rcpt_to" | "message" | "quit", ...}`).
     pub fn events(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.events_path).unwrap_or_default();
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).expect("event JSON"))
-            .collect()
+        text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("event JSON")).collect()
     }
 
     /// The events of one kind.
@@ -149,10 +136,7 @@ impl SmtpPeer {
 impl Drop for SmtpPeer {
     fn drop(&mut self) {
         // SIGTERM for a clean exit, then make sure
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         for _ in 0..50 {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;

@@ -30,10 +30,8 @@ import asyncio
 import base64
 import binascii
 import collections
-import datetime
 import email
 import email.policy
-import ipaddress
 import json
 import logging
 import os
@@ -84,80 +82,13 @@ class Events:
 
 
 def make_certs(out_dir, wrong_name):
-    """A fresh CA and a server certificate signed by it (EC P-256, fast to generate)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+    """A fresh CA and a server certificate signed by it (testca.py, in a new directory so nothing is reused):
+    for 127.0.0.1, ::1 and localhost, or only for `wrong.invalid` with --wrong-name."""
+    import testca
 
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "smtp-peer test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    if wrong_name:
-        cn = "wrong.invalid"
-        sans = [x509.DNSName("wrong.invalid")]
-    else:
-        cn = "localhost"
-        sans = [
-            x509.DNSName("localhost"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.IPAddress(ipaddress.ip_address("::1")),
-        ]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    pem = serialization.Encoding.PEM
-    ca_path = os.path.join(out_dir, "ca.pem")
-    cert_path = os.path.join(out_dir, "server.pem")
-    key_path = os.path.join(out_dir, "server.key")
-    with open(ca_path, "wb") as f:
-        f.write(ca_cert.public_bytes(pem))
-    with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(pem))
-        f.write(ca_cert.public_bytes(pem))
-    with open(key_path, "wb") as f:
-        f.write(
-            key.private_bytes(
-                pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-    return ca_path, cert_path, key_path
+    names, ips = (("wrong.invalid",), ()) if wrong_name else (("localhost",), ("127.0.0.1", "::1"))
+    paths = testca.ensure(tempfile.mkdtemp(prefix="certs-", dir=out_dir), names=names, ips=ips)
+    return paths["ca"], paths["cert"], paths["key"]
 
 
 class Handler:

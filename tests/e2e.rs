@@ -72,7 +72,19 @@ async fn basic_auth_goes_ready_and_stays_idle() {
     let op = start_operator(ns.name(), peer.port, &[]);
     create_smtp(&client, ns.name(), "mail", basic_spec(peer.port)).await;
 
+    // kubectl UX: `kubectl wait` on the Ready condition, the printer columns, `kubectl describe`
+    let waited =
+        support::kube::kubectl_ok(["wait", "--for=condition=Ready", "smtp/mail", "-n", ns.name(), "--timeout=60s"]);
+    assert!(waited.contains("condition met"), "{waited}");
     let obj = wait_condition(&client, ns.name(), "mail", "Ready", "True", Some("CheckSucceeded"), 60).await;
+    let table = support::kube::kubectl_ok(["get", "smtp", "-n", ns.name()]);
+    for column in
+        ["SERVER", "PORT", "AUTH", "READY", "REASON", "LAST CHECK", "AGE", "127.0.0.1", "Basic", "CheckSucceeded"]
+    {
+        assert!(table.contains(column), "kubectl get smtp lacks {column}:\n{table}");
+    }
+    let described = support::kube::kubectl_ok(["describe", "smtp", "mail", "-n", ns.name()]);
+    assert!(described.contains("CheckSucceeded") && described.contains("AUTH PLAIN accepted"), "{described}");
     let lc = obj.status.as_ref().unwrap().last_check.clone().unwrap();
     assert_eq!(lc.result, CheckResult::Succeeded);
     assert_eq!(lc.auth_mechanism.as_deref(), Some("PLAIN"));

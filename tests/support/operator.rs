@@ -24,20 +24,7 @@ pub struct Operator {
 impl Operator {
     /// Starts the operator with `args` after `run` (add `--watch-namespace NS` etc.), RUST_LOG=debug.
     pub fn start(args: &[&str]) -> Operator {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = dir.path().join("operator.log");
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_smtp-operator"))
-            .arg("run")
-            .args(["--metrics-addr", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "debug,hyper=info,tower=info,rustls=info,h2=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("spawn smtp-operator");
-        Operator { child, log, _dir: dir }
+        Operator::start_with_env(args, &[])
     }
 
     /// The log so far.

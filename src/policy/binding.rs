@@ -22,7 +22,7 @@ use std::fmt;
 use super::host::{Host, normalize_host};
 
 /// The annotation on a Secret that lists the destinations its values may be sent to.
-pub const ALLOWED_SERVERS_ANNOTATION: &str = "smtp-operator.io/allowed-servers";
+pub const ALLOWED_SERVERS_ANNOTATION: &str = crate::api::ALLOWED_SERVERS;
 
 /// The host part of an entry.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -85,7 +85,9 @@ pub struct Context {
 impl Context {
     pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter { controller: "smtp-operator".into(), instance: std::env::var("POD_NAME").ok() };
-        let limiter = CheckLimiter::new(settings.limits);
+        // The per-resource interval is enforced from status.lastCheck.time (so it survives restarts); the
+        // limiter only adds the namespace and global rates.
+        let limiter = CheckLimiter::new(Limits { min_interval: Duration::ZERO, ..settings.limits });
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -452,7 +454,7 @@ async fn reconcile_inner(obj: &SmtpSettings, ctx: &Context, ns: &str) -> Result<
         }
     }
 
-    // Per-namespace and global rates (and the in-memory per-resource interval). A deferred check is retried
+    // Per-namespace and global rates. A deferred check is retried
     // at the time the limiter names; it is never dropped and never spun on.
     let key = format!("{ns}/{}", obj.name_any());
     if let Err(deferral) = ctx.limiter.try_acquire(ns, &key) {

@@ -81,12 +81,13 @@ class Events:
             f.flush()
 
 
-def make_certs(out_dir, wrong_name):
+def make_certs(out_dir, wrong_name, host="127.0.0.1"):
     """A fresh CA and a server certificate signed by it (testca.py, in a new directory so nothing is reused):
-    for 127.0.0.1, ::1 and localhost, or only for `wrong.invalid` with --wrong-name."""
+    for 127.0.0.1, ::1, localhost and the --host address, or only for `wrong.invalid` with --wrong-name."""
     import testca
 
-    names, ips = (("wrong.invalid",), ()) if wrong_name else (("localhost",), ("127.0.0.1", "::1"))
+    ips = tuple(dict.fromkeys(("127.0.0.1", "::1", host)))
+    names, ips = (("wrong.invalid",), ()) if wrong_name else (("localhost",), ips)
     paths = testca.ensure(tempfile.mkdtemp(prefix="certs-", dir=out_dir), names=names, ips=ips)
     return paths["ca"], paths["cert"], paths["key"]
 
@@ -205,6 +206,7 @@ def main():
     p.add_argument("--reject-data", action="store_true")
     p.add_argument("--events")
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (e.g. the test node's gateway)")
     p.add_argument("--verbose", action="store_true", help="aiosmtpd/asyncio logs on stderr")
     args = p.parse_args()
 
@@ -226,7 +228,7 @@ def main():
             else os.path.dirname(os.path.abspath(args.events)) if args.events
             else tempfile.mkdtemp(prefix="smtp-peer-")
         )
-        ca_path, cert_path, key_path = make_certs(out_dir, args.wrong_name)
+        ca_path, cert_path, key_path = make_certs(out_dir, args.wrong_name, args.host)
         if args.ca_out and os.path.abspath(args.ca_out) != ca_path:
             with open(ca_path, "rb") as src, open(args.ca_out, "wb") as dst:
                 dst.write(src.read())
@@ -287,7 +289,7 @@ def main():
         loop.set_exception_handler(lambda _loop, _ctx: None)
     server = loop.run_until_complete(
         loop.create_server(
-            factory, host="127.0.0.1", port=args.port,
+            factory, host=args.host, port=args.port,
             ssl=tls_ctx if args.tls == "implicit" else None,
         )
     )

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod kube;
+pub mod node;
 pub mod oauth;
 pub mod operator;
 pub mod rbac;

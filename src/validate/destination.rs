@@ -66,7 +66,13 @@ fn refuse_denied(host: &Host, what: &str, policy: &SecurityPolicy) -> Result<(),
     let Some(ip) = host.ip().filter(|ip| policy::is_denied(&policy.denied, *ip)) else {
         return Ok(());
     };
+    // name the IPv4 address when only the address carried makes it denied (not for `::1`, itself denied)
+    let denied_as_v6 = policy.denied.iter().any(|n| match n.addr {
+        std::net::IpAddr::V6(a) => a.to_ipv4_mapped().is_none() && n.contains(ip),
+        std::net::IpAddr::V4(_) => false,
+    });
     let carried = match ip {
+        std::net::IpAddr::V6(_) if denied_as_v6 => String::new(),
         std::net::IpAddr::V6(v6) => policy::embedded_ipv4(v6)
             .into_iter()
             .find(|v4| policy::is_denied(&policy.denied, (*v4).into()))
@@ -125,6 +131,8 @@ mod tests {
         }
         let e = smtp(&spec("64:ff9b::127.0.0.1", 587), &policy).unwrap_err();
         assert!(e.message.contains("64:ff9b::7f00:1 (it carries the IPv4 address 127.0.0.1)"), "{}", e.message);
+        let e = smtp(&spec("::1", 587), &policy).unwrap_err();
+        assert!(e.message.contains("the address ::1, which"), "{}", e.message);
     }
 
     #[test]

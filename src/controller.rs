@@ -212,6 +212,17 @@ async fn run_controller(
                 Err(e) => Some(Err(e)),
             })
         })
+        // a deleted object leaves the metrics at once (a deletion does not pass the trigger filter below)
+        .inspect({
+            let metrics = ctx.metrics.clone();
+            move |event| {
+                if let Ok(watcher::Event::Delete(o)) = event {
+                    let (ns, name) = (o.namespace(), o.name_any());
+                    metrics.set_ready(&format!("{}/{name}", ns.clone().unwrap_or_default()), None);
+                    metrics.objects.remove(&ObjectKey::smtp_settings(ns.as_deref(), &name));
+                }
+            }
+        })
         .reflect(writer)
         .touched_objects()
         .predicate_filter(trigger_hash, Default::default());

@@ -77,6 +77,12 @@ pub struct RunArgs {
     #[arg(long, env = "SMTP_OPERATOR_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: String,
 
+    /// Per-object series `smtp_operator_ready{namespace,name,kind,reason}` and
+    /// `smtp_operator_last_check_timestamp_seconds` (two series per object); `false` keeps only the aggregates.
+    #[arg(long, env = "SMTP_OPERATOR_PER_OBJECT_METRICS", default_value_t = true, action = clap::ArgAction::Set,
+        num_args = 0..=1, require_equals = false, default_missing_value = "true")]
+    pub per_object_metrics: bool,
+
     /// Name of this cluster, used in test-email bodies (extension).
     #[arg(long, env = "SMTP_OPERATOR_CLUSTER_NAME", default_value = "kubernetes")]
     pub cluster_name: String,
@@ -129,5 +135,12 @@ mod tests {
         assert!(!run(&["--require-secret-binding", "false"]).require_secret_binding);
         assert!(run(&["--leader-elect", "true"]).leader_elect);
         assert!(!run(&[]).leader_elect && run(&[]).require_secret_binding);
+    }
+
+    #[test]
+    fn per_object_metrics_default_on_and_can_be_turned_off() {
+        assert!(run(&[]).per_object_metrics);
+        assert!(!run(&["--per-object-metrics=false"]).per_object_metrics);
+        assert!(run(&["--per-object-metrics"]).per_object_metrics);
     }
 }

@@ -9,6 +9,7 @@ mod config;
 mod io;
 mod message;
 mod metrics;
+pub mod objects;
 mod session;
 
 use std::net::IpAddr;

@@ -14,7 +14,7 @@ use crate::api::SmtpSettings;
 use crate::cli::RelayArgs;
 use crate::engine::SecretValue;
 use crate::policy;
-use crate::validate::{self, Options, Plan, RefKind, RefObject, Referenced};
+use crate::validate::{self, Plan, RefKind, RefObject, Referenced, SecurityPolicy};
 
 /// Everything a session needs, replaced as a whole when something changes.
 pub struct RelayConfig {
@@ -31,11 +31,11 @@ pub struct RelayConfig {
 }
 
 /// The policy part of the flags (the same flags and meaning as `run`).
-pub fn options(args: &RelayArgs) -> anyhow::Result<Options> {
+pub fn options(args: &RelayArgs) -> anyhow::Result<SecurityPolicy> {
     let ports = |flag: &str, v: &str| {
         policy::parse_port_list(v).map(|l| l.ports()).map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"))
     };
-    Ok(Options {
+    Ok(SecurityPolicy {
         allowed_ports: ports("--allowed-ports", &args.allowed_ports)?,
         allowed_token_ports: ports("--allowed-token-ports", &args.allowed_token_ports)?,
         denied: policy::parse_cidr_list(&args.denied_cidrs)
@@ -95,7 +95,7 @@ fn key(s: &Secret, k: &str) -> Option<Vec<u8>> {
 }
 
 /// Loads the configuration; the second value changes whenever anything read changed.
-pub async fn load(client: &Client, ns: &str, name: &str, options: &Options) -> anyhow::Result<(RelayConfig, String)> {
+pub async fn load(client: &Client, ns: &str, name: &str, options: &SecurityPolicy) -> anyhow::Result<(RelayConfig, String)> {
     let relay = Api::<SmtpRelay>::namespaced(client.clone(), ns).get(name).await?;
     let spec = &relay.spec;
     if spec.settings_ref.kind == SettingsKind::ClusterSmtpSettings {

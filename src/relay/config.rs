@@ -95,7 +95,12 @@ fn key(s: &Secret, k: &str) -> Option<Vec<u8>> {
 }
 
 /// Loads the configuration; the second value changes whenever anything read changed.
-pub async fn load(client: &Client, ns: &str, name: &str, options: &SecurityPolicy) -> anyhow::Result<(RelayConfig, String)> {
+pub async fn load(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    options: &SecurityPolicy,
+) -> anyhow::Result<(RelayConfig, String)> {
     let relay = Api::<SmtpRelay>::namespaced(client.clone(), ns).get(name).await?;
     let spec = &relay.spec;
     if spec.settings_ref.kind == SettingsKind::ClusterSmtpSettings {

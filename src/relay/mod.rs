@@ -10,6 +10,7 @@ mod io;
 mod message;
 mod metrics;
 pub mod objects;
+pub mod reconcile;
 mod session;
 
 use std::net::IpAddr;

@@ -392,3 +392,70 @@ async fn swaks_and_smtplib_send_through_the_relay_to_postfix_with_xoauth2_and_wi
     drop((relay, legacy));
     ns.cleanup().await;
 }
+
+/// A self-signed certificate for 127.0.0.1 (openssl), as a `kubernetes.io/tls` Secret.
+async fn tls_secret(client: &kube::Client, ns: &str, name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=relay.test", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (crt, key) = (std::fs::read(crt).unwrap(), std::fs::read(key).unwrap());
+    create_secret(client, ns, name, &[("tls.crt", &crt), ("tls.key", &key)], &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_starttls_configured_auth_is_offered_only_after_starttls() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "relay-tls").await;
+    let peer = basic_peer(&[]);
+    basic_settings_at_peer(&client, ns.name(), "upstream", &peer).await;
+    credentials(&client, ns.name(), "mail").await;
+    tls_secret(&client, ns.name(), "relay-tls").await;
+    create_relay(
+        &client,
+        ns.name(),
+        "mail",
+        json!({
+            "settingsRef": {"name": "upstream"},
+            "listen": {"port": 587, "tls": {"mode": "StartTLS", "certificateSecretRef": {"name": "relay-tls"}}},
+        }),
+    )
+    .await;
+    let port = peer.port.to_string();
+    let mut relay = RelayProcess::start(ns.name(), "mail", &["--denied-cidrs=", "--allowed-ports", &port]);
+
+    let mut d = Dialog::connect(&relay.addr);
+    let ehlo = d.cmd("EHLO client.test");
+    assert!(ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"), "before TLS: {ehlo}");
+    let r = d.cmd(&format!("AUTH PLAIN {}", b64(&format!("\0{APP_USER}\0{APP_PASSWORD}"))));
+    assert!(r.starts_with("538 5.7.11"), "AUTH before STARTTLS: {r}");
+    let r = d.cmd(&format!("MAIL FROM:<{USER}>"));
+    assert!(r.starts_with("530 5.7.0"), "{r}");
+    // STARTTLS with a pipelined command behind it is refused (no command injection into the TLS session)
+    let mut d = Dialog::connect(&relay.addr);
+    d.cmd("EHLO client.test");
+    d.raw(b"STARTTLS\r\nMAIL FROM:<x@example.test>\r\n");
+    assert!(d.reply().starts_with("554 5.5.1"), "pipelined after STARTTLS");
+
+    // smtplib with STARTTLS: AUTH LOGIN inside TLS, message delivered upstream
+    let v = smtplib_send_with(&relay.addr, APP_USER, APP_PASSWORD, USER, "a@example.test", "over-starttls", true);
+    assert_eq!(v["ok"], true, "{v}\n{}", relay.log_text());
+    assert_eq!(subjects(&peer), ["over-starttls"]);
+
+    // SIGTERM: an idle client is told 421 at once and the relay exits cleanly
+    let mut idle = Dialog::connect(&relay.addr);
+    assert!(idle.cmd("EHLO idle.test").starts_with("250"));
+    let status = relay.terminate().expect("relay stopped within the grace period");
+    assert!(status.success(), "{status:?}\n{}", relay.log_text());
+    assert!(idle.reply().starts_with("421 4.3.2"), "idle session told to come back");
+    ns.cleanup().await;
+}

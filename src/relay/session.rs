@@ -101,7 +101,15 @@ impl Session {
                 let _ = self.send(r(421, "4.3.2 relay shutting down, try again")).await;
                 break;
             }
-            let read = match self.client().read_line(&mut line, MAX_COMMAND).await {
+            // between transactions a stopping relay does not wait for the client's next command
+            let idle = self.tx.is_none();
+            let mut stop = self.relay.shutdown.clone();
+            let client = self.client.as_mut().expect("client present outside STARTTLS");
+            let read = tokio::select! {
+                r = client.read_line(&mut line, MAX_COMMAND) => r,
+                _ = stop.wait_for(|s| *s), if idle => continue,
+            };
+            let read = match read {
                 Ok(l) => l,
                 Err(e) => {
                     debug!(client = %self.ip, error = %e, "client session ended");

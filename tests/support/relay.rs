@@ -186,16 +186,34 @@ pub fn swaks(addr: &str, user: &str, password: &str, extra: &[&str]) -> (bool, S
 /// Sends one message with Python's smtplib (AUTH LOGIN, as many Python apps do); returns its JSON result:
 /// `{"ok": true, "reply": [code, text]}` or `{"ok": false, "error": ..., "code": N, "text": ...}`.
 pub fn smtplib_send(addr: &str, user: &str, password: &str, from: &str, to: &str, subject: &str) -> Value {
+    smtplib_send_with(addr, user, password, from, to, subject, false)
+}
+
+/// [`smtplib_send`], optionally with STARTTLS first (the relay's certificate is not verified).
+pub fn smtplib_send_with(
+    addr: &str,
+    user: &str,
+    password: &str,
+    from: &str,
+    to: &str,
+    subject: &str,
+    starttls: bool,
+) -> Value {
     const SCRIPT: &str = r#"
-import json, smtplib, sys
+import json, smtplib, ssl, sys
 from email.message import EmailMessage
-host, port, user, password, sender, rcpt, subject = sys.argv[1:8]
+host, port, user, password, sender, rcpt, subject, starttls = sys.argv[1:9]
 msg = EmailMessage()
 msg["From"], msg["To"], msg["Subject"] = sender, rcpt, subject
 msg.set_content("sent by smtplib through the relay\n")
 try:
     with smtplib.SMTP(host, int(port), timeout=60) as s:
         s.ehlo()
+        if starttls == "yes":
+            ctx = ssl.create_default_context()
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            s.starttls(context=ctx)
+            s.ehlo()
         s.user, s.password = user, password
         s.auth("LOGIN", s.auth_login, initial_response_ok=False)
         s.send_message(msg)
@@ -208,7 +226,7 @@ except smtplib.SMTPRecipientsRefused as e:
 "#;
     let (host, port) = addr.rsplit_once(':').unwrap();
     let out = Command::new("python3")
-        .args(["-c", SCRIPT, host, port, user, password, from, to, subject])
+        .args(["-c", SCRIPT, host, port, user, password, from, to, subject, if starttls { "yes" } else { "no" }])
         .stdin(Stdio::null())
         .output()
         .expect("run python3 smtplib");

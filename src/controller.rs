@@ -34,7 +34,7 @@ use crate::metrics::{ErrorLabels, LimitLabels, Metrics, ResultLabels};
 use crate::policy;
 use crate::ratelimit::{CheckLimiter, Limits, Rate};
 use crate::status::{self as st, CHECK_DEFERRED, CHECK_PENDING};
-use crate::validate::{self, Invalid, Plan, SecurityPolicy, RefKind, RefObject, Referenced};
+use crate::validate::{self, Invalid, Plan, RefKind, RefObject, Referenced, SecurityPolicy};
 
 /// Field manager of the status writes.
 pub const MANAGER: &str = "smtp-operator";
@@ -153,9 +153,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = shutdown_tx.send(true);
     });
     let ctx = Arc::new(Context::new(client.clone(), settings, metrics.clone()));
+    // the SmtpRelay controller (src/relay/reconcile.rs) runs beside it, under the same leader election
+    let relays = crate::relay::reconcile::run(
+        client.clone(),
+        crate::relay::reconcile::pod_settings(&args),
+        args.watch_namespace.clone(),
+        shutdown_rx.clone(),
+    );
     let work = {
         let (health, shutdown) = (health.clone(), shutdown_rx.clone());
-        move || run_controller(ctx, args.watch_namespace.clone(), health, shutdown)
+        move || async move {
+            let (settings, relays) =
+                tokio::join!(run_controller(ctx, args.watch_namespace.clone(), health, shutdown), relays);
+            settings.and(relays)
+        }
     };
     if args.leader_elect {
         let ns = args

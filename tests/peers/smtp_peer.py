@@ -20,6 +20,7 @@ Flags:
   --reject-rcpt [ADDR]           reject RCPT TO (all recipients, or only ADDR) with 550
   --reject-mail                  reject MAIL FROM with 553
   --reject-data                  reject the message after DATA with 554
+  --drop-after-data              close the connection after the message instead of answering it
   --events PATH                  JSON-lines event log
   --port N                       port to bind (default 0 = any free port)
   --verbose                      aiosmtpd/asyncio logging on stderr
@@ -141,8 +142,11 @@ class Handler:
             date=str(msg.get("Date", "")),
             message_id=str(msg.get("Message-ID", "")),
             body=body.get_content() if body is not None else "",
-            rejected=bool(self.args.reject_data),
+            rejected=bool(self.args.reject_data or self.args.drop_after_data),
         )
+        if self.args.drop_after_data:
+            server.transport.abort()
+            return "421 4.3.0 (never sent: the connection is gone)"
         if self.args.reject_data:
             return "554 5.7.1 Message rejected as spam"
         return "250 2.0.0 OK queued as TEST1"
@@ -204,6 +208,7 @@ def main():
     p.add_argument("--reject-rcpt", nargs="?", const="*", default=None)
     p.add_argument("--reject-mail", action="store_true")
     p.add_argument("--reject-data", action="store_true")
+    p.add_argument("--drop-after-data", action="store_true")
     p.add_argument("--events")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (e.g. the test node's gateway)")

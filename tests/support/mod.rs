@@ -6,4 +6,5 @@ pub mod node;
 pub mod oauth;
 pub mod operator;
 pub mod rbac;
+pub mod relay;
 pub mod smtp_peer;

@@ -88,20 +88,19 @@ impl Relay {
             return upstream::open(&request).await.map_err(|f| f.message);
         };
         for attempt in 0..2 {
-            let token = self.tokens.get(&oauth.request, &oauth.secret_version).await.map_err(|e| e.message)?;
-            request.credentials = Credentials::XOAuth2 { username: oauth.username.clone(), token: token.token };
+            let token = self.tokens.get(&oauth.request).await.map_err(|e| e.message)?.token;
+            request.credentials = Credentials::XOAuth2 { username: oauth.username.clone(), token: token.clone() };
             match upstream::open(&request).await {
                 Ok(u) => return Ok(u),
-                Err(f) if f.reason == Reason::AuthenticationFailed && attempt == 0 => {
-                    warn!("the upstream refused the OAuth2 token; fetching a new one");
-                    self.tokens.invalidate(&oauth.request, &oauth.secret_version);
-                }
-                Err(f) => {
-                    if f.reason == Reason::AuthenticationFailed {
-                        self.tokens.invalidate(&oauth.request, &oauth.secret_version);
+                Err(f) if f.reason == Reason::AuthenticationFailed => {
+                    // a refused token is dropped; the first time a fresh one is fetched and tried once
+                    self.tokens.invalidate(&oauth.request, &token);
+                    if attempt > 0 {
+                        return Err(f.message);
                     }
-                    return Err(f.message);
+                    warn!("the upstream refused the OAuth2 token; fetching a new one");
                 }
+                Err(f) => return Err(f.message),
             }
         }
         Err("the upstream refused a fresh OAuth2 token".into())

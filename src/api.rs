@@ -407,7 +407,7 @@ pub enum CheckResult {
 pub struct TestEmailStatus {
     /// The `smtp-operator.io/test-email-requested-at` value this answers.
     pub request: String,
-    /// `Sent`, `Failed` or `Deferred`.
+    /// `Sent`, `Failed`, `Deferred`, `Sending` or `Unknown` (see docs/api.md).
     pub result: TestEmailResult,
     /// When it was handled (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -427,4 +427,9 @@ pub enum TestEmailResult {
     Failed,
     /// Waiting for the rate limit; it will be sent.
     Deferred,
+    /// Recorded just before the message is handed to the server, so that it is never sent twice.
+    Sending,
+    /// The operator stopped while sending (restart, crash or leader change): whether it was delivered is
+    /// unknown, and it is not sent again.
+    Unknown,
 }

@@ -20,6 +20,8 @@ Flags:
   --reject-rcpt [ADDR]           reject RCPT TO (all recipients, or only ADDR) with 550
   --reject-mail                  reject MAIL FROM with 553
   --reject-data                  reject the message after DATA with 554
+  --data-delay SECONDS           record the message at once but answer DATA only after SECONDS (a client killed
+                                 meanwhile has handed the message over without learning the reply)
   --events PATH                  JSON-lines event log
   --port N                       port to bind (default 0 = any free port)
   --verbose                      aiosmtpd/asyncio logging on stderr
@@ -142,6 +144,8 @@ class Handler:
             body=body.get_content() if body is not None else "",
             rejected=bool(self.args.reject_data),
         )
+        if self.args.data_delay > 0:
+            await asyncio.sleep(self.args.data_delay)
         if self.args.reject_data:
             return "554 5.7.1 Message rejected as spam"
         return "250 2.0.0 OK queued as TEST1"
@@ -203,6 +207,7 @@ def main():
     p.add_argument("--reject-rcpt", nargs="?", const="*", default=None)
     p.add_argument("--reject-mail", action="store_true")
     p.add_argument("--reject-data", action="store_true")
+    p.add_argument("--data-delay", type=float, default=0.0)
     p.add_argument("--events")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--verbose", action="store_true", help="aiosmtpd/asyncio logs on stderr")

@@ -5,4 +5,5 @@ pub mod kube;
 pub mod oauth;
 pub mod operator;
 pub mod rbac;
+pub mod scenario;
 pub mod smtp_peer;

@@ -6,7 +6,9 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{SmtpSettingsStatus, TestEmailResult};
+use crate::conditions::{self, READY};
 use crate::ratelimit::{Deferral, Limit};
+use crate::status::{CHECK_DEFERRED, CHECK_PENDING};
 
 /// What the reconcile does next.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,7 +71,11 @@ pub fn decide(f: &Facts, now: Timestamp, acquire: impl FnOnce() -> Result<(), De
     let next_periodic = last.zip(f.period()).map(|(t, p)| t + p);
     let inputs_changed = f.status.last_check.as_ref().and_then(|l| l.inputs.as_deref()) != Some(f.inputs);
     let due = next_periodic.is_some_and(|t| t <= now);
-    if !inputs_changed && !due && f.test_request.is_none() {
+    // Ready=Unknown CheckPending/CheckDeferred says a check is owed: one that an operator stopped before it
+    // finished (restart, crash, leader change) runs again.
+    let unsettled = conditions::find(&f.status.conditions, READY)
+        .is_some_and(|c| c.status == "Unknown" && (c.reason == CHECK_PENDING || c.reason == CHECK_DEFERRED));
+    if !inputs_changed && !due && !unsettled && f.test_request.is_none() {
         return Decision::Idle { until: next_periodic };
     }
     if let Some(earliest) = last.map(|t| t + f.min_interval).filter(|e| *e > now) {
@@ -133,6 +139,13 @@ mod tests {
     fn decision_table() {
         let empty = SmtpSettingsStatus::default();
         let fresh = checked(T0, "in1");
+        let mut stopped = fresh.clone();
+        stopped.conditions = conditions::merge(
+            &[],
+            &[conditions::Desired::new(READY, conditions::Status::Unknown, CHECK_DEFERRED, "waits")],
+            None,
+            ts(T0),
+        );
         let min = Duration::from_secs(60);
         let hour = Some(Duration::from_secs(3600));
         let check = |t: Option<&str>| Decision::Check { test_request: t.map(str::to_string) };
@@ -177,6 +190,16 @@ mod tests {
                 "2026-12-02T10:00:00Z",
                 granted,
                 Decision::Idle { until: None },
+            ),
+            (
+                "restart after an unfinished check: Ready still says CheckDeferred",
+                &stopped,
+                "in1",
+                hour,
+                None,
+                "2026-12-01T10:05:00Z",
+                granted,
+                check(None),
             ),
             ("periodic due", &fresh, "in1", hour, None, "2026-12-01T11:00:00Z", granted, check(None)),
             (

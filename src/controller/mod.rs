@@ -23,6 +23,7 @@ use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::api::{CHECK_REQUESTED_AT, SmtpSettings, SmtpSettingsStatus, TEST_EMAIL_REQUESTED_AT};
+use crate::conditions;
 use crate::engine::token::TokenCache;
 use crate::engine::{self, TestMessage};
 use crate::metrics::{ErrorLabels, LimitLabels, Metrics, ResultLabels};
@@ -136,7 +137,10 @@ pub(crate) async fn reconcile(obj: Arc<SmtpSettings>, ctx: Arc<Context>) -> Resu
             test_request: test_request.as_deref(),
         };
         match decide::decide(&facts, now, || ctx.limiter.try_acquire(&ns)) {
-            Decision::Idle { until } => Ok(requeue_at(until, now)),
+            Decision::Idle { until } => {
+                observe_ready(&ctx, &obj, &current);
+                Ok(requeue_at(until, now))
+            }
             Decision::Deferred { until, limit } => {
                 let outcome = Outcome::Deferred { until, limit, test_request: test_request.as_deref() };
                 settle(&ctx, &obj, &current, &current, &outcome, None, now).await?;
@@ -224,8 +228,15 @@ async fn settle(
 ) -> Result<SmtpSettingsStatus, Error> {
     let next = status::next(shown, outcome, obj.metadata.generation, now);
     write_status(ctx, obj, shown, &next).await?;
+    observe_ready(ctx, obj, &next);
     events::publish(&ctx.recorder, obj, events::to_publish(old, &next, ran)).await;
     Ok(next)
+}
+
+/// Keeps `smtp_operator_resources` in step with the status this reconcile leaves.
+fn observe_ready(ctx: &Context, obj: &SmtpSettings, status: &SmtpSettingsStatus) {
+    let ready = conditions::find(&status.conditions, conditions::READY).map_or("Unknown", |c| c.status.as_str());
+    ctx.metrics.set_ready(&format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), Some(ready));
 }
 
 /// Writes the status by server-side apply, only when it differs from what the object has. The only place

@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 use super::{Context, Settings};
 use crate::api::{CHECK_REQUESTED_AT, SmtpSettings, TEST_EMAIL_REQUESTED_AT};
 use crate::cli::RunArgs;
-use crate::conditions::{self, READY};
+use crate::conditions;
 use crate::http::Health;
 use crate::metrics::Metrics;
 use crate::policy;
@@ -207,15 +207,13 @@ async fn smtp_settings_controller(
             async move {
                 match res {
                     Ok((obj, _)) => {
-                        // keep the resources-by-Ready gauge in step (gone objects drop out)
-                        let key = format!("{}/{}", obj.namespace.clone().unwrap_or_default(), obj.name);
-                        let ready = store.get(&obj).map(|o| {
-                            o.status
-                                .as_ref()
-                                .and_then(|s| conditions::find(&s.conditions, READY).map(|c| c.status.clone()))
-                                .unwrap_or_else(|| "Unknown".into())
-                        });
-                        metrics.set_ready(&key, ready.as_deref());
+                        // the reconcile keeps the resources-by-Ready gauge in step; gone objects drop out here
+                        if store.get(&obj).is_none() {
+                            metrics.set_ready(
+                                &format!("{}/{}", obj.namespace.clone().unwrap_or_default(), obj.name),
+                                None,
+                            );
+                        }
                         debug!(object = %obj, "reconciled");
                     }
                     // a deleted object: drop it from the resources-by-Ready gauge

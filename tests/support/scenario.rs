@@ -39,22 +39,20 @@ impl Scenario {
     }
 
     /// The operator flags of a scenario: this namespace only, loopback allowed, the peer's port allowed,
-    /// a 1 s minimum interval and a namespace rate that does not get in the way; then `extra`.
+    /// a 1 s minimum interval and a namespace rate that does not get in the way; then `extra`, whose flags
+    /// replace these defaults.
     pub fn operator_args(&self, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "--watch-namespace",
-            self.ns(),
-            "--denied-cidrs=",
-            "--allowed-ports",
-            &self.peer.port.to_string(),
-            "--min-check-interval",
-            "1s",
-            "--namespace-check-rate",
-            "600/m",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let port = self.peer.port.to_string();
+        let defaults = [
+            ("--watch-namespace", self.ns()),
+            ("--denied-cidrs", ""),
+            ("--allowed-ports", port.as_str()),
+            ("--min-check-interval", "1s"),
+            ("--namespace-check-rate", "600/m"),
+        ];
+        let overridden = |flag: &str| extra.iter().any(|e| *e == flag || e.starts_with(&format!("{flag}=")));
+        let mut args: Vec<String> =
+            defaults.iter().filter(|(f, _)| !overridden(f)).map(|(f, v)| format!("{f}={v}")).collect();
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }
@@ -115,6 +113,19 @@ impl Scenario {
         reason: Option<&str>,
     ) -> smtp_operator::api::SmtpSettings {
         wait_condition(&self.client, self.ns(), name, type_, status, reason, 60).await
+    }
+
+    /// Waits (at most 30 s) until an event `type_`/`reason` about `name` exists; returns all its events.
+    pub async fn wait_event(&self, name: &str, type_: &str, reason: &str) -> Vec<(String, String, String)> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let events = events_for(&self.client, self.ns(), name).await;
+            if events.iter().any(|(t, r, _)| t == type_ && r == reason) {
+                return events;
+            }
+            assert!(std::time::Instant::now() < deadline, "no {type_} {reason} event about {name}: {events:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     }
 
     /// Deletes the resources (while the operator still runs), stops the operator, deletes the namespace.

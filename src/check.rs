@@ -13,18 +13,17 @@ pub async fn run(plan: &Plan, tokens: &TokenCache, test_message: Option<TestMess
     request.test_message = test_message;
     if let Some(oauth) = &plan.oauth {
         let started = Instant::now();
-        match tokens.get(&oauth.request, &oauth.secret_version).await {
-            Ok(token) => {
-                request.credentials = Credentials::XOAuth2 { username: oauth.username.clone(), token: token.token };
-            }
+        let token = match tokens.get(&oauth.request).await {
+            Ok(token) => token.token,
             Err(e) => return token_failure(e.step, e.reason, e.message, started.elapsed()),
-        }
+        };
+        request.credentials = Credentials::XOAuth2 { username: oauth.username.clone(), token: token.clone() };
         let report = engine::run(&request).await;
         // a token the server refuses is not reused: the next check fetches a fresh one
         if let Err(f) = &report.outcome
             && f.reason == Reason::AuthenticationFailed
         {
-            tokens.invalidate(&oauth.request, &oauth.secret_version);
+            tokens.invalidate(&oauth.request, &token);
         }
         return report;
     }

@@ -29,7 +29,7 @@ use crate::engine::{self, TestMessage};
 use crate::metrics::{ErrorLabels, LimitLabels, Metrics, ResultLabels};
 use crate::ratelimit::{CheckLimiter, Limits};
 use crate::status::{self, Checked, Outcome};
-use crate::validate::{self, Options, Plan};
+use crate::validate::{self, Plan, SecurityPolicy};
 use decide::{Decision, Facts, TestEmail};
 pub use run::run;
 
@@ -64,7 +64,7 @@ impl Error {
 /// Operator-wide settings derived from the `run` flags.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub options: Options,
+    pub options: SecurityPolicy,
     pub limits: Limits,
     pub cluster_name: String,
     /// This pod's name (`POD_NAME`), the event reporter's instance.

@@ -27,7 +27,7 @@ use crate::http::Health;
 use crate::metrics::Metrics;
 use crate::policy;
 use crate::ratelimit::{Limits, Rate};
-use crate::validate::{self, Options, RefKind};
+use crate::validate::{self, RefKind, SecurityPolicy};
 
 /// Where a pod finds its own namespace.
 pub const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
@@ -49,7 +49,7 @@ pub fn settings_from_args(args: &RunArgs) -> anyhow::Result<Settings> {
     let ports = |flag: &str, v: &str| {
         policy::parse_port_list(v).map(|l| l.ports()).map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"))
     };
-    let options = Options {
+    let options = SecurityPolicy {
         allowed_ports: ports("--allowed-ports", &args.allowed_ports)?,
         allowed_token_ports: ports("--allowed-token-ports", &args.allowed_token_ports)?,
         denied: policy::parse_cidr_list(&args.denied_cidrs)

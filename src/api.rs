@@ -1,6 +1,6 @@
-//! The `SmtpSettings` custom resource (API group `smtp-operator.io/v1alpha1`), exactly as the public contract
-//! (`CONTRACT.md` §1–§3) gives it. Every field carries a doc comment: it becomes the CRD description that
-//! `kubectl explain` prints. What the structural schema and CEL can refuse at `kubectl apply` is declared here;
+//! The `SmtpSettings` custom resource (API group `smtp-operator.io/v1alpha1`), the public API that docs/api.md
+//! describes field by field. Every field carries a doc comment: it becomes the CRD description that
+//! `kubectl explain` prints (paragraph line breaks are joined by `crate::crdgen`). What the structural schema and CEL can refuse at `kubectl apply` is declared here;
 //! the rest (full RFC 5322 parse of `from`, CA PEM parse, …) is checked by [`crate::validate`].
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

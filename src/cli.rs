@@ -1,4 +1,4 @@
-//! The command line (contract §4): `run`, `crd`, `check`. Every `run` flag can also be set by an environment
+//! The command line (docs/api.md, "flags"): `run`, `crd`, `check`. Every `run` flag can also be set by an environment
 //! variable `SMTP_OPERATOR_<FLAG>` (e.g. `SMTP_OPERATOR_ALLOWED_PORTS`), which the Helm chart uses.
 
 use std::path::PathBuf;

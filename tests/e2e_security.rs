@@ -1,4 +1,4 @@
-//! End to end, the security rules (CONTRACT §5) against the real kube-apiserver and aiosmtpd peers:
+//! End to end, the security rules (docs/security.md) against the real kube-apiserver and aiosmtpd peers:
 //! least-privilege RBAC from the chart, the rate limits, the destination policy with the default denylist,
 //! hostile input the schema admits, and no leak of Secret values anywhere.
 //!

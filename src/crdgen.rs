@@ -1,17 +1,27 @@
-//! The CustomResourceDefinition as `smtp-operator crd` prints it; `crds/smtpsettings.yaml` holds exactly this.
+//! The CustomResourceDefinitions as `smtp-operator crd` prints them; `crds/` holds each one in its own file
+//! ([`crds`]), and their concatenation in that order is exactly the printed output.
 
 use kube::CustomResourceExt;
 use serde_json::Value;
 
 use crate::api::SmtpSettings;
+use crate::relay::api::SmtpRelay;
 
-/// The CRD YAML document (with a leading `---`). Descriptions come from the doc comments of `crate::api`,
-/// which wrap at 120 columns; the line breaks inside a paragraph are joined so that `kubectl explain` flows
-/// the text to the terminal's width (blank lines between paragraphs stay).
+/// Each CRD as (file name under `crds/`, YAML document with a leading `---`). Descriptions come from doc
+/// comments, which wrap at 120 columns; the line breaks inside a paragraph are joined so that `kubectl explain`
+/// flows the text to the terminal's width (blank lines between paragraphs stay).
+pub fn crds() -> Vec<(&'static str, String)> {
+    let doc = |crd| {
+        let mut v = serde_json::to_value(crd).expect("a CRD always serializes");
+        unwrap_descriptions(&mut v);
+        format!("---\n{}", serde_yaml::to_string(&v).expect("a CRD always serializes"))
+    };
+    vec![("smtpsettings.yaml", doc(SmtpSettings::crd())), ("smtprelays.yaml", doc(SmtpRelay::crd()))]
+}
+
+/// Every CRD YAML document, concatenated.
 pub fn crd_yaml() -> String {
-    let mut crd = serde_json::to_value(SmtpSettings::crd()).expect("the CRD always serializes");
-    unwrap_descriptions(&mut crd);
-    format!("---\n{}", serde_yaml::to_string(&crd).expect("the CRD always serializes"))
+    crds().into_iter().map(|(_, y)| y).collect()
 }
 
 /// Joins the single line breaks of every `description` (not the paragraph breaks).
@@ -44,7 +54,6 @@ mod tests {
     #[test]
     fn descriptions_have_no_line_breaks_inside_a_paragraph() {
         assert_eq!(unwrap_paragraphs("a b\nc d.\n\nnext\n para"), "a b c d.\n\nnext para");
-        let crd: Value = serde_yaml::from_str(&crd_yaml()).unwrap();
         let mut found = 0;
         fn walk(v: &Value, found: &mut usize) {
             match v {
@@ -59,7 +68,10 @@ mod tests {
                 _ => {}
             }
         }
-        walk(&crd, &mut found);
+        for (_, yaml) in crds() {
+            let crd: Value = serde_yaml::from_str(&yaml).unwrap();
+            walk(&crd, &mut found);
+        }
         assert!(found > 50, "only {found} descriptions");
     }
 }

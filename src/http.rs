@@ -48,6 +48,18 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    serve_with(addr, Arc::new(move || metrics.encode()), health).await
+}
+
+/// Text of `/metrics`.
+pub type Encode = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// [`serve`] with any exposition (the relay has its own registry).
+pub async fn serve_with(
+    addr: &str,
+    metrics: Encode,
+    health: Arc<Health>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding --metrics-addr {addr}: {e}"))?;
     info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     Ok(tokio::spawn(async move {
@@ -75,11 +87,11 @@ pub async fn serve(
 }
 
 /// The answer to one request (pure apart from reading the metrics and health state).
-fn respond(req: &Request<Incoming>, metrics: &Metrics, health: &Health) -> Response<Full<Bytes>> {
+fn respond(req: &Request<Incoming>, metrics: &Encode, health: &Health) -> Response<Full<Bytes>> {
     let text = "text/plain; charset=utf-8";
     let (status, ctype, body) = match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/metrics") => {
-            (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.encode())
+            (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics())
         }
         (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, text, "ok\n".to_string()),
         (&Method::GET | &Method::HEAD, "/readyz") if health.ready() => (StatusCode::OK, text, "ready\n".to_string()),

@@ -1,4 +1,4 @@
-//! The chart ships the CRD in its `crds/` directory; it must be exactly the repository's `crds/smtpsettings.yaml`
+//! The chart ships the CRDs in its `crds/` directory; each must be exactly the repository's `crds/` file
 //! (which is the output of `smtp-operator crd`).
 
 use std::path::Path;
@@ -6,15 +6,16 @@ use std::path::Path;
 #[test]
 fn chart_crd_is_identical_to_repo_crd() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let repo = std::fs::read(root.join("crds/smtpsettings.yaml")).expect("crds/smtpsettings.yaml");
-    let chart = std::fs::read(root.join("charts/smtp-operator/crds/smtpsettings.yaml"))
-        .expect("charts/smtp-operator/crds/smtpsettings.yaml");
-    assert!(!repo.is_empty(), "crds/smtpsettings.yaml is empty");
-    assert!(
-        repo == chart,
-        "charts/smtp-operator/crds/smtpsettings.yaml differs from crds/smtpsettings.yaml: \
-         copy it with `cp crds/smtpsettings.yaml charts/smtp-operator/crds/`"
-    );
+    for file in ["smtpsettings.yaml", "smtprelays.yaml"] {
+        let repo = std::fs::read(root.join("crds").join(file)).unwrap_or_else(|e| panic!("crds/{file}: {e}"));
+        let chart = std::fs::read(root.join("charts/smtp-operator/crds").join(file))
+            .unwrap_or_else(|e| panic!("charts/smtp-operator/crds/{file}: {e}"));
+        assert!(!repo.is_empty(), "crds/{file} is empty");
+        assert!(
+            repo == chart,
+            "charts/smtp-operator/crds/{file} differs from crds/{file}: copy it with `cp crds/{file} charts/smtp-operator/crds/`"
+        );
+    }
 }
 
 #[test]

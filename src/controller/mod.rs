@@ -26,12 +26,13 @@ use crate::api::{CHECK_REQUESTED_AT, SmtpSettings, SmtpSettingsStatus, TEST_EMAI
 use crate::conditions;
 use crate::engine::token::TokenCache;
 use crate::engine::{self, TestMessage};
+use crate::metrics::objects::ObjectKey;
 use crate::metrics::{ErrorLabels, LimitLabels, Metrics, ResultLabels};
 use crate::ratelimit::{CheckLimiter, Limits};
 use crate::status::{self, Checked, Outcome};
 use crate::validate::{self, Plan, SecurityPolicy};
 use decide::{Decision, Facts, TestEmail};
-pub use run::run;
+pub use run::{run, shutdown_signal};
 
 /// How long a check may run before the status says `CheckPending` (a fast check writes its result only).
 pub const PENDING_AFTER: Duration = Duration::from_secs(1);
@@ -107,6 +108,7 @@ pub(crate) async fn reconcile(obj: Arc<SmtpSettings>, ctx: Arc<Context>) -> Resu
         let Some(obj) = dereference::fresh(&ctx.client, &ns, &obj.name_any()).await? else {
             return Ok(Action::await_change());
         };
+        ctx.metrics.objects.observe_smtp_settings(&obj);
         let refs = validate::references(&obj.spec);
         let referenced = dereference::referenced(&ctx.client, &ns, &refs).await?;
         let (current, now, generation) = (obj.status.clone().unwrap_or_default(), now(), obj.metadata.generation);
@@ -259,6 +261,8 @@ async fn write_status(
     api.patch_status(&obj.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
         .await
         .map_err(Error::StatusWrite)?;
+    let key = ObjectKey::smtp_settings(obj.namespace().as_deref(), &obj.name_any());
+    ctx.metrics.objects.observe_status(&key, Some(next));
     Ok(())
 }
 

@@ -25,6 +25,7 @@ use crate::cli::RunArgs;
 use crate::conditions;
 use crate::http::Health;
 use crate::metrics::Metrics;
+use crate::metrics::objects::ObjectKey;
 use crate::policy;
 use crate::ratelimit::{Limits, Rate};
 use crate::validate::{self, RefKind, SecurityPolicy};
@@ -87,6 +88,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let metrics = Arc::new(Metrics::default());
+    metrics.objects.set_enabled(args.per_object_metrics);
     let health = Arc::new(Health::default());
     let _server = crate::http::serve(&args.metrics_addr, metrics.clone(), health.clone()).await?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -95,9 +97,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = shutdown_tx.send(true);
     });
     let ctx = Arc::new(Context::new(client.clone(), settings, metrics.clone()));
+    // the SmtpRelay controller (src/relay/reconcile.rs) runs beside it, under the same leader election
+    let relays = crate::relay::reconcile::run(
+        client.clone(),
+        crate::relay::reconcile::pod_settings(&args),
+        args.watch_namespace.clone(),
+        shutdown_rx.clone(),
+    );
     let work = {
         let (health, shutdown) = (health.clone(), shutdown_rx.clone());
-        move || run_controllers(ctx, args.watch_namespace.clone(), health, shutdown)
+        move || run_controllers(ctx, args.watch_namespace.clone(), health, shutdown, relays.boxed())
     };
     if args.leader_elect {
         let sa_namespace = std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok();
@@ -118,17 +127,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs every controller of the operator under the same leadership until `shutdown` turns true; the first
-/// one to fail ends them all. A new controller is one more entry in this list.
+/// Runs every controller of the operator under the same leadership until `shutdown` turns true (each
+/// finishes gracefully); the first error is returned. A new controller is one more entry in this list.
 async fn run_controllers(
     ctx: Arc<Context>,
     watch_namespace: Option<String>,
     health: Arc<Health>,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    relays: BoxFuture<'static, anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let controllers: Vec<BoxFuture<'static, anyhow::Result<()>>> =
-        vec![smtp_settings_controller(ctx, watch_namespace, health, shutdown).boxed()];
-    futures::future::try_join_all(controllers).await.map(|_| ())
+        vec![smtp_settings_controller(ctx, watch_namespace, health, shutdown).boxed(), relays];
+    futures::future::join_all(controllers).await.into_iter().collect()
 }
 
 /// Runs the SmtpSettings controller until `shutdown` turns true (in-flight reconciles finish first).
@@ -168,6 +178,17 @@ async fn smtp_settings_controller(
                 Ok(e) => typed_event(e, |obj, error| report_malformed(&ctx, obj, error)).map(Ok),
                 Err(e) => Some(Err(e)),
             })
+        })
+        // a deleted object leaves the metrics at once (a deletion does not pass the trigger filter below)
+        .inspect({
+            let metrics = ctx.metrics.clone();
+            move |event| {
+                if let Ok(watcher::Event::Delete(o)) = event {
+                    let (ns, name) = (o.namespace(), o.name_any());
+                    metrics.set_ready(&format!("{}/{name}", ns.clone().unwrap_or_default()), None);
+                    metrics.objects.remove(&ObjectKey::smtp_settings(ns.as_deref(), &name));
+                }
+            }
         })
         .reflect(writer)
         .touched_objects()
@@ -213,12 +234,14 @@ async fn smtp_settings_controller(
                                 &format!("{}/{}", obj.namespace.clone().unwrap_or_default(), obj.name),
                                 None,
                             );
+                            metrics.objects.remove(&ObjectKey::smtp_settings(obj.namespace.as_deref(), &obj.name));
                         }
                         debug!(object = %obj, "reconciled");
                     }
                     // a deleted object: drop it from the resources-by-Ready gauge
                     Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
                         metrics.set_ready(&format!("{}/{}", obj.namespace.clone().unwrap_or_default(), obj.name), None);
+                        metrics.objects.remove(&ObjectKey::smtp_settings(obj.namespace.as_deref(), &obj.name));
                     }
                     Err(e) => debug!(error = %e, "reconcile loop"),
                 }

@@ -16,6 +16,7 @@ mod session;
 mod stream;
 mod tls;
 pub mod token;
+pub mod upstream;
 
 pub use reason::{Reason, Step};
 pub use secret::SecretValue;

@@ -25,9 +25,9 @@ pub(crate) enum StepError {
 
 /// The lettre connection plus what the engine needs around it.
 pub(crate) struct Smtp {
-    conn: AsyncSmtpConnection,
-    handle: StreamHandle,
-    timeout: Duration,
+    pub(crate) conn: AsyncSmtpConnection,
+    pub(crate) handle: StreamHandle,
+    pub(crate) timeout: Duration,
     redactor: Redactor,
 }
 
@@ -45,7 +45,7 @@ impl Smtp {
         self.map(step, r)
     }
 
-    fn map(
+    pub(crate) fn map(
         &self,
         step: Step,
         r: Result<Result<Response, lettre::transport::smtp::Error>, tokio::time::error::Elapsed>,
@@ -215,6 +215,9 @@ pub(crate) struct Progress {
     auth_mechanism: Option<String>,
     peer: Option<std::net::SocketAddr>,
     test_message_reply: Option<String>,
+    /// Set by [`super::upstream`]: stop after AUTH and keep the session here instead of QUIT.
+    pub(crate) keep_open: bool,
+    pub(crate) session: Option<Smtp>,
 }
 
 impl Progress {
@@ -229,6 +232,8 @@ impl Progress {
             auth_mechanism: None,
             peer: None,
             test_message_reply: None,
+            keep_open: false,
+            session: None,
         }
     }
 
@@ -344,6 +349,7 @@ pub(crate) async fn check(req: &CheckRequest, p: &mut Progress) -> Result<(), Fa
 
     let result = dialogue(req, p, &mut smtp, ehlo, &client_id, tls_setup, prepared).await;
     match &result {
+        Ok(()) if p.keep_open => p.session = Some(smtp),
         Ok(()) => {}
         Err(f)
             if f.reply.is_some()
@@ -490,6 +496,9 @@ async fn dialogue(
         p.test_message_reply = Some(display(&reply));
     }
 
+    if p.keep_open {
+        return Ok(());
+    }
     // --- QUIT: the check has passed; a server that drops the line instead of answering does not fail it
     p.step(Step::Quit);
     let _ = smtp.cmd(Step::Quit, Quit).await;

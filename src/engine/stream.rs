@@ -127,6 +127,12 @@ impl StreamHandle {
         lock(&self.0).stats.eof
     }
 
+    /// A second stream on the same connection (to stream a message body after DATA while lettre reads the
+    /// replies); same per-I/O deadline.
+    pub(crate) fn writer(&self, peer: SocketAddr, timeout: Duration) -> DeadlineStream {
+        DeadlineStream { shared: self.0.clone(), timeout, peer, read_deadline: None, write_deadline: None }
+    }
+
     /// True when a reply line exceeded [`MAX_LINE_BYTES`].
     pub(crate) fn saw_line_too_long(&self) -> bool {
         lock(&self.0).stats.line_too_long

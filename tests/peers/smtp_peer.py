@@ -22,6 +22,7 @@ Flags:
   --reject-data                  reject the message after DATA with 554
   --data-delay SECONDS           record the message at once but answer DATA only after SECONDS (a client killed
                                  meanwhile has handed the message over without learning the reply)
+  --drop-after-data              close the connection after the message instead of answering it
   --events PATH                  JSON-lines event log
   --port N                       port to bind (default 0 = any free port)
   --verbose                      aiosmtpd/asyncio logging on stderr
@@ -83,12 +84,13 @@ class Events:
             f.flush()
 
 
-def make_certs(out_dir, wrong_name):
+def make_certs(out_dir, wrong_name, host="127.0.0.1"):
     """A fresh CA and a server certificate signed by it (testca.py, in a new directory so nothing is reused):
-    for 127.0.0.1, ::1 and localhost, or only for `wrong.invalid` with --wrong-name."""
+    for 127.0.0.1, ::1, localhost and the --host address, or only for `wrong.invalid` with --wrong-name."""
     import testca
 
-    names, ips = (("wrong.invalid",), ()) if wrong_name else (("localhost",), ("127.0.0.1", "::1"))
+    ips = tuple(dict.fromkeys(("127.0.0.1", "::1", host)))
+    names, ips = (("wrong.invalid",), ()) if wrong_name else (("localhost",), ips)
     paths = testca.ensure(tempfile.mkdtemp(prefix="certs-", dir=out_dir), names=names, ips=ips)
     return paths["ca"], paths["cert"], paths["key"]
 
@@ -142,10 +144,13 @@ class Handler:
             date=str(msg.get("Date", "")),
             message_id=str(msg.get("Message-ID", "")),
             body=body.get_content() if body is not None else "",
-            rejected=bool(self.args.reject_data),
+            rejected=bool(self.args.reject_data or self.args.drop_after_data),
         )
         if self.args.data_delay > 0:
             await asyncio.sleep(self.args.data_delay)
+        if self.args.drop_after_data:
+            server.transport.abort()
+            return "421 4.3.0 (never sent: the connection is gone)"
         if self.args.reject_data:
             return "554 5.7.1 Message rejected as spam"
         return "250 2.0.0 OK queued as TEST1"
@@ -208,8 +213,10 @@ def main():
     p.add_argument("--reject-mail", action="store_true")
     p.add_argument("--reject-data", action="store_true")
     p.add_argument("--data-delay", type=float, default=0.0)
+    p.add_argument("--drop-after-data", action="store_true")
     p.add_argument("--events")
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (e.g. the test node's gateway)")
     p.add_argument("--verbose", action="store_true", help="aiosmtpd/asyncio logs on stderr")
     args = p.parse_args()
 
@@ -231,7 +238,7 @@ def main():
             else os.path.dirname(os.path.abspath(args.events)) if args.events
             else tempfile.mkdtemp(prefix="smtp-peer-")
         )
-        ca_path, cert_path, key_path = make_certs(out_dir, args.wrong_name)
+        ca_path, cert_path, key_path = make_certs(out_dir, args.wrong_name, args.host)
         if args.ca_out and os.path.abspath(args.ca_out) != ca_path:
             with open(ca_path, "rb") as src, open(args.ca_out, "wb") as dst:
                 dst.write(src.read())
@@ -292,7 +299,7 @@ def main():
         loop.set_exception_handler(lambda _loop, _ctx: None)
     server = loop.run_until_complete(
         loop.create_server(
-            factory, host="127.0.0.1", port=args.port,
+            factory, host=args.host, port=args.port,
             ssl=tls_ctx if args.tls == "implicit" else None,
         )
     )

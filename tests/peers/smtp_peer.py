@@ -20,6 +20,8 @@ Flags:
   --reject-rcpt [ADDR]           reject RCPT TO (all recipients, or only ADDR) with 550
   --reject-mail                  reject MAIL FROM with 553
   --reject-data                  reject the message after DATA with 554
+  --data-delay SECONDS           record the message at once but answer DATA only after SECONDS (a client killed
+                                 meanwhile has handed the message over without learning the reply)
   --drop-after-data              close the connection after the message instead of answering it
   --events PATH                  JSON-lines event log
   --port N                       port to bind (default 0 = any free port)
@@ -144,6 +146,8 @@ class Handler:
             body=body.get_content() if body is not None else "",
             rejected=bool(self.args.reject_data or self.args.drop_after_data),
         )
+        if self.args.data_delay > 0:
+            await asyncio.sleep(self.args.data_delay)
         if self.args.drop_after_data:
             server.transport.abort()
             return "421 4.3.0 (never sent: the connection is gone)"
@@ -208,6 +212,7 @@ def main():
     p.add_argument("--reject-rcpt", nargs="?", const="*", default=None)
     p.add_argument("--reject-mail", action="store_true")
     p.add_argument("--reject-data", action="store_true")
+    p.add_argument("--data-delay", type=float, default=0.0)
     p.add_argument("--drop-after-data", action="store_true")
     p.add_argument("--events")
     p.add_argument("--port", type=int, default=0)

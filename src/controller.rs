@@ -536,8 +536,8 @@ fn test_message(obj: &SmtpSettings, ctx: &Context, request: &str, to: Vec<String
 }
 
 fn test_email_status(request: &str, report: &engine::Report, now: Timestamp) -> TestEmailStatus {
-    match (&report.outcome, &report.test_message_reply) {
-        (Ok(()), Some(reply)) => TestEmailStatus {
+    match (&report.outcome, &report.test_email) {
+        (Ok(()), Some(Ok(reply))) => TestEmailStatus {
             request: request.into(),
             result: TestEmailResult::Sent,
             time: Some(now.to_string()),
@@ -549,7 +549,7 @@ fn test_email_status(request: &str, report: &engine::Report, now: Timestamp) -> 
             time: Some(now.to_string()),
             message: "not sent: spec.testEmail.to lists no recipient".into(),
         },
-        (Err(f), _) => TestEmailStatus {
+        (Err(f), _) | (Ok(()), Some(Err(f))) => TestEmailStatus {
             request: request.into(),
             result: TestEmailResult::Failed,
             time: Some(now.to_string()),
@@ -735,8 +735,8 @@ async fn publish_check_events(
         }
     }
     if test_requested {
-        match (&report.outcome, &report.test_message_reply) {
-            (Ok(()), Some(reply)) => {
+        match (&report.outcome, &report.test_email) {
+            (Ok(()), Some(Ok(reply))) => {
                 publish(
                     ctx,
                     obj,
@@ -747,7 +747,7 @@ async fn publish_check_events(
                 )
                 .await
             }
-            (Err(f), _) => {
+            (Err(f), _) | (Ok(()), Some(Err(f))) => {
                 publish(
                     ctx,
                     obj,

@@ -152,7 +152,7 @@ mod tests {
             peer: Some("192.0.2.1:587".parse().unwrap()),
             step_durations: vec![],
             duration: Duration::from_millis(412),
-            test_message_reply: None,
+            test_email: None,
         }
     }
 

@@ -3,7 +3,6 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -15,6 +14,7 @@ use rustls::{
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use super::budget::Budget;
 use super::dial::bare_host;
 use super::{Failure, Reason, Step, TlsOptions, TlsVersion};
 
@@ -64,23 +64,23 @@ pub(crate) fn server_name(server: &str, step: Step) -> Result<ServerName<'static
     })
 }
 
-/// Runs the TLS handshake on `tcp`, bounded by `timeout`. Returns the stream and the negotiated version.
+/// Runs the TLS handshake on `tcp` within the budget. Returns the stream and the negotiated version.
 pub(crate) async fn handshake(
     tcp: TcpStream,
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
-    timeout: Duration,
+    budget: &Budget,
     step: Step,
 ) -> Result<(TlsStream<TcpStream>, String), Failure> {
     let connector = tokio_rustls::TlsConnector::from(config);
-    match tokio::time::timeout(timeout, connector.connect(name.clone(), tcp)).await {
-        Err(_) => Err(fail(
+    match budget.run(connector.connect(name.clone(), tcp)).await {
+        Err(()) => Err(fail(
             step,
             Reason::ConnectionTimedOut,
             format!(
                 "the TLS handshake did not finish within {}; check that spec.tls.mode matches the port \
                  (ImplicitTLS for 465, StartTLS for 587)",
-                crate::duration::format(timeout)
+                budget.describe()
             ),
         )),
         Ok(Err(e)) => {

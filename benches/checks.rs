@@ -13,7 +13,7 @@ use smtp_operator::api::SmtpSettingsSpec;
 use smtp_operator::engine::{
     self, CheckRequest, Credentials, DialPolicy, SecretValue, TlsMode, TlsOptions, TlsVersion,
 };
-use smtp_operator::validate::{self, Options, RefKind, RefObject, Referenced};
+use smtp_operator::validate::{self, RefKind, RefObject, Referenced, SecurityPolicy};
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -91,7 +91,7 @@ fn bench_validate() {
         },
     );
     let options =
-        Options { require_secret_binding: true, allowed_ports: vec![25, 465, 587, 2525], ..Default::default() };
+        SecurityPolicy { require_secret_binding: true, allowed_ports: vec![25, 465, 587, 2525], ..Default::default() };
     let n = 50_000;
     let t = Instant::now();
     for _ in 0..n {

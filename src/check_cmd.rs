@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use crate::api::SmtpSettings;
 use crate::cli::CheckArgs;
 use crate::engine::{self, TestMessage};
-use crate::validate::{self, Options, RefKind, RefObject, Referenced};
+use crate::validate::{self, RefKind, SecurityPolicy, RefObject, Referenced};
 
 /// Runs the `check` subcommand.
 pub async fn run(args: CheckArgs) -> ExitCode {
@@ -74,7 +74,7 @@ async fn check(args: &CheckArgs) -> Result<bool, String> {
             ));
         }
     }
-    let options = Options::default();
+    let options = SecurityPolicy::default();
     println!(
         "Checking {}:{} ({:?}, auth {:?})",
         obj.spec.server, obj.spec.port, obj.spec.tls.mode, obj.spec.auth.type_

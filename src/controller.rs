@@ -33,7 +33,7 @@ use crate::metrics::{ErrorLabels, LimitLabels, Metrics, ResultLabels};
 use crate::policy;
 use crate::ratelimit::{CheckLimiter, Limits, Rate};
 use crate::status::{self as st, CHECK_DEFERRED, CHECK_PENDING};
-use crate::validate::{self, Invalid, Options, Plan, RefKind, RefObject, Referenced};
+use crate::validate::{self, Invalid, Plan, SecurityPolicy, RefKind, RefObject, Referenced};
 
 /// Field manager of the status writes.
 pub const MANAGER: &str = "smtp-operator";
@@ -63,7 +63,7 @@ impl Error {
 /// Operator-wide settings derived from the `run` flags.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub options: Options,
+    pub options: SecurityPolicy,
     pub limits: Limits,
     pub cluster_name: String,
 }
@@ -105,7 +105,7 @@ pub fn settings_from_args(args: &RunArgs) -> anyhow::Result<Settings> {
     let ports = |flag: &str, v: &str| {
         policy::parse_port_list(v).map(|l| l.ports()).map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"))
     };
-    let options = Options {
+    let options = SecurityPolicy {
         allowed_ports: ports("--allowed-ports", &args.allowed_ports)?,
         allowed_token_ports: ports("--allowed-token-ports", &args.allowed_token_ports)?,
         denied: policy::parse_cidr_list(&args.denied_cidrs)

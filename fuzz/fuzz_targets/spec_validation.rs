@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use smtp_operator::api::SmtpSettingsSpec;
 use smtp_operator::policy;
-use smtp_operator::validate::{self, Options, RefObject, Referenced};
+use smtp_operator::validate::{self, RefObject, Referenced, SecurityPolicy};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, json)) = data.split_first() else { return };
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
             obj.annotations.insert(policy::ALLOWED_SERVERS_ANNOTATION.into(), String::from_utf8_lossy(json).into_owned());
         }
     }
-    let options = Options {
+    let options = SecurityPolicy {
         allowed_ports: vec![25, 465, 587, 2525],
         allowed_token_ports: vec![443],
         denied: policy::default_denied(),

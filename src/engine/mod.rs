@@ -32,8 +32,9 @@ pub mod token;
 pub use crate::vocabulary::{Reason, Step};
 pub use budget::Budget;
 pub use secret::SecretValue;
+// The CIDR maths lives with its parser in `policy` (pure, no Kubernetes); the dial policy uses it.
+pub use crate::policy::IpNet;
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 /// TLS mode of the connection (mirrors the API's `tls.mode`).
@@ -108,43 +109,6 @@ pub struct DialPolicy {
     pub allowed_ports: Vec<u16>,
     /// Address ranges that may not be dialled.
     pub denied: Vec<IpNet>,
-}
-
-/// An IP network (address + prefix length).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IpNet {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-impl IpNet {
-    /// True when `ip` lies inside this network. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are compared as
-    /// the IPv4 address they carry, in both directions, so a mapped form cannot slip past an IPv4 rule.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let canon = |a: IpAddr| match a {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
-            v4 => v4,
-        };
-        let (net, prefix) = match self.addr {
-            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() && self.prefix >= 96 => {
-                (IpAddr::V4(v6.to_ipv4_mapped().unwrap()), self.prefix - 96)
-            }
-            a => (a, self.prefix),
-        };
-        match (net, canon(ip)) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let p = u32::from(prefix.min(32));
-                let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let p = u32::from(prefix.min(128));
-                let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
 }
 
 /// Everything one check needs.
@@ -230,29 +194,4 @@ pub async fn run_within(request: &CheckRequest, budget: Budget) -> Report {
     let mut progress = progress::Progress::new();
     let outcome = session::check(request, budget, &mut progress).await;
     progress.into_report(outcome)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn net(s: &str, prefix: u8) -> IpNet {
-        IpNet { addr: s.parse().unwrap(), prefix }
-    }
-
-    #[test]
-    fn ipnet_contains_v4_v6_and_mapped_forms() {
-        let lo = net("127.0.0.0", 8);
-        assert!(lo.contains("127.0.0.1".parse().unwrap()));
-        assert!(lo.contains("127.255.1.2".parse().unwrap()));
-        assert!(!lo.contains("128.0.0.1".parse().unwrap()));
-        assert!(lo.contains("::ffff:127.0.0.1".parse().unwrap()), "mapped form must not bypass");
-        let mapped = net("::ffff:169.254.0.0", 112);
-        assert!(mapped.contains("169.254.169.254".parse().unwrap()));
-        let ll6 = net("fe80::", 10);
-        assert!(ll6.contains("fe80::1".parse().unwrap()));
-        assert!(!ll6.contains("2001:db8::1".parse().unwrap()));
-        assert!(net("0.0.0.0", 0).contains("8.8.8.8".parse().unwrap()));
-        assert!(!net("0.0.0.0", 32).contains("0.0.0.1".parse().unwrap()));
-    }
 }

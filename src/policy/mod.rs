@@ -18,4 +18,7 @@ pub use binding::{
     credentials_not_bound_message, parse_allowed_servers,
 };
 pub use host::{Host, HostError, normalize_host};
-pub use net::{CidrError, PortList, PortListError, default_denied, is_denied, parse_cidr_list, parse_port_list};
+pub use net::{
+    CidrError, IpNet, PortList, PortListError, default_denied, embedded_ipv4, is_denied, parse_cidr_list,
+    parse_port_list,
+};

@@ -13,8 +13,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 
-use crate::engine::IpNet;
-
 /// Why a CIDR did not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CidrError {
@@ -26,6 +24,68 @@ pub enum CidrError {
     BadPrefix { input: String, max: u8 },
     #[error("{input:?} has host bits set; did you mean {suggestion}?")]
     HostBitsSet { input: String, suggestion: String },
+}
+
+/// An IP network (address + prefix length).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// True when `ip` lies inside this network. An IPv6 address that carries an IPv4 address (see
+    /// [`embedded_ipv4`]) lies inside an IPv4 network when the IPv4 address it carries does, so no IPv6 form
+    /// slips past an IPv4 rule; an IPv4-mapped network (`::ffff:a.b.c.d/n`, n ≥ 96) is compared as the IPv4
+    /// network it carries.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (net, prefix) = match self.addr {
+            IpAddr::V6(v6) if self.prefix >= 96 && v6.to_ipv4_mapped().is_some() => {
+                (IpAddr::V4(v6.to_ipv4_mapped().expect("checked")), self.prefix - 96)
+            }
+            a => (a, self.prefix),
+        };
+        match (net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => v4_in(n, prefix, a),
+            (IpAddr::V4(n), IpAddr::V6(a)) => embedded_ipv4(a).into_iter().any(|e| v4_in(n, prefix, e)),
+            (IpAddr::V6(n), IpAddr::V6(a)) => mask_v6(n, prefix) == mask_v6(a, prefix),
+            (IpAddr::V6(_), IpAddr::V4(_)) => false,
+        }
+    }
+}
+
+fn v4_in(net: Ipv4Addr, prefix: u8, a: Ipv4Addr) -> bool {
+    mask_v4(net, prefix) == mask_v4(a, prefix)
+}
+
+/// The IPv4 addresses an IPv6 address carries, for the address forms that reach an IPv4 host:
+///
+/// | form | range | IPv4 address |
+/// |---|---|---|
+/// | IPv4-mapped | `::ffff:0:0/96` | the last 32 bits |
+/// | IPv4-compatible (deprecated) | `::/96` | the last 32 bits |
+/// | NAT64 well-known prefix (RFC 6052) | `64:ff9b::/96` | the last 32 bits |
+/// | NAT64 local-use prefix (RFC 8215) | `64:ff9b:1::/48` | RFC 6052's /48 position (bits 48–64 and 72–88) and its /96 position (the last 32 bits), each unless all zero |
+/// | 6to4 (RFC 3056) | `2002::/16` | bits 16–48 |
+/// | Teredo (RFC 4380) | `2001::/32` | the client: the last 32 bits XOR `0xffffffff` |
+///
+/// Empty for every other address. Used by [`IpNet::contains`], so `--denied-cidrs` (the defaults included)
+/// catches a denied IPv4 address in any of these forms.
+pub fn embedded_ipv4(a: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let o = a.octets();
+    let v4 = |i: [usize; 4]| Ipv4Addr::new(o[i[0]], o[i[1]], o[i[2]], o[i[3]]);
+    let last = v4([12, 13, 14, 15]);
+    let seg = a.segments();
+    match seg {
+        [0, 0, 0, 0, 0, 0xffff, _, _] | [0, 0, 0, 0, 0, 0, _, _] => vec![last],
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => vec![last],
+        // the /48 block itself (RFC 6052 /48 format, skipping the u octet) and a /96 prefix inside it; an
+        // all-zero position is padding of the other format, not an address
+        [0x64, 0xff9b, 1, ..] => [v4([6, 7, 9, 10]), last].into_iter().filter(|a| !a.is_unspecified()).collect(),
+        [0x2002, ..] => vec![v4([2, 3, 4, 5])],
+        [0x2001, 0, ..] => vec![Ipv4Addr::from(!u32::from(last))],
+        _ => vec![],
+    }
 }
 
 fn mask_v4(a: Ipv4Addr, prefix: u8) -> Ipv4Addr {
@@ -364,6 +424,18 @@ mod tests {
             "100.100.100.200",
             "::ffff:100.100.100.200",
             "192.0.0.192",
+            // denied IPv4 addresses embedded in IPv6 forms
+            "::2",
+            "::127.0.0.1",
+            "::169.254.169.254",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1:7f00:0:100::",
+            "64:ff9b:1::7f00:1",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe:1234::1",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            "2001::ffff:fffe",
         ] {
             assert!(is_denied(&d, ip(bad)), "{bad} must be denied by default");
         }
@@ -373,11 +445,15 @@ mod tests {
             "2001:db8::25",
             "fd00:ec2::253",
             "100.100.100.201",
-            "::2",
             "::ffff:192.0.2.10",
             "fec0::1",
             "128.0.0.1",
             "1.0.0.0",
+            "::192.0.2.10",
+            "64:ff9b::8.8.8.8",
+            "2002:c000:20a::1",
+            "2001:0:4136:e378:8000:63bf:3ffd:f5f5",
+            "2001:db8::7f00:1",
         ] {
             assert!(!is_denied(&d, ip(ok)), "{ok} must not be denied by default");
         }
@@ -428,5 +504,60 @@ mod tests {
         }
         let e = parse_port_list("25,smtp").unwrap_err();
         assert!(e.to_string().contains("\"smtp\""), "{e}");
+    }
+
+    fn net(s: &str, prefix: u8) -> IpNet {
+        IpNet { addr: s.parse().unwrap(), prefix }
+    }
+
+    #[test]
+    fn ipnet_contains_v4_v6_and_mapped_forms() {
+        let lo = net("127.0.0.0", 8);
+        assert!(lo.contains("127.0.0.1".parse().unwrap()));
+        assert!(lo.contains("127.255.1.2".parse().unwrap()));
+        assert!(!lo.contains("128.0.0.1".parse().unwrap()));
+        assert!(lo.contains("::ffff:127.0.0.1".parse().unwrap()), "mapped form must not bypass");
+        let mapped = net("::ffff:169.254.0.0", 112);
+        assert!(mapped.contains("169.254.169.254".parse().unwrap()));
+        let ll6 = net("fe80::", 10);
+        assert!(ll6.contains("fe80::1".parse().unwrap()));
+        assert!(!ll6.contains("2001:db8::1".parse().unwrap()));
+        assert!(net("0.0.0.0", 0).contains("8.8.8.8".parse().unwrap()));
+        assert!(!net("0.0.0.0", 32).contains("0.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn embedded_ipv4_table() {
+        let cases: &[(&str, &[&str])] = &[
+            ("::ffff:127.0.0.1", &["127.0.0.1"]),
+            ("::127.0.0.1", &["127.0.0.1"]),
+            ("::1", &["0.0.0.1"]),
+            ("64:ff9b::192.0.2.33", &["192.0.2.33"]),
+            ("64:ff9b:1:c000:2:2100::", &["192.0.2.33"]),
+            ("64:ff9b:1::c000:221", &["192.0.2.33"]),
+            ("2002:c000:221::1", &["192.0.2.33"]),
+            ("2001:0:4136:e378:8000:63bf:3ffd:f5f5", &["192.2.10.10"]),
+            ("2001:db8::1", &[]),
+            ("fe80::1", &[]),
+            ("64:ff9b:2::1", &[]),
+            ("::1:0:0:1", &[]),
+        ];
+        for (v6, want) in cases {
+            let v6: Ipv6Addr = v6.parse().unwrap();
+            let want: Vec<Ipv4Addr> = want.iter().map(|w| w.parse().unwrap()).collect();
+            assert_eq!(embedded_ipv4(v6), want, "{v6}");
+        }
+    }
+
+    #[test]
+    fn ipv4_rules_catch_embedded_forms_and_v6_rules_stay_v6() {
+        let ten = net("10.0.0.0", 8);
+        for a in ["64:ff9b::10.1.2.3", "2002:a01:203::", "::10.0.0.1", "2001::f5fe:fdfc"] {
+            assert!(ten.contains(a.parse().unwrap()), "{a}");
+        }
+        assert!(!ten.contains("64:ff9b::11.0.0.1".parse().unwrap()));
+        assert!(net("::", 0).contains("::ffff:8.8.8.8".parse().unwrap()), "::/0 holds every IPv6 form");
+        assert!(!net("::", 0).contains("8.8.8.8".parse().unwrap()));
+        assert!(net("2002::", 16).contains("2002:808:808::1".parse().unwrap()));
     }
 }

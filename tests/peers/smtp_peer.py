@@ -25,6 +25,7 @@ Flags:
   --hostile                      AUTH PLAIN/LOGIN answers a ~1 MB multi-line 535 written to attack whoever
                                  displays it: ANSI escapes, a bare CR, bidi overrides, zero-width characters, and
                                  the password and the client's base64 response echoed (the password split by \x01)
+  --hostile-bytes N              size of that reply (default 1000000; SMTP clients cap a reply at about 100 KB)
   --events PATH                  JSON-lines event log
   --port N                       port to bind (default 0 = any free port)
   --verbose                      aiosmtpd/asyncio logging on stderr
@@ -192,8 +193,8 @@ class Handler:
         return AuthResult(success=False, handled=True)
 
 
-def hostile_reply(password, client_b64):
-    """The --hostile 535: a multi-line reply of about 1 MB."""
+def hostile_reply(password, client_b64, size):
+    """The --hostile 535: a multi-line reply of about `size` bytes (--hostile-bytes)."""
     split = password[:3] + "\x01" + password[3:] if password else ""
     lines = [
         "5.7.8 \x1b[2J\x1b[31mALERT\x1b[0m bare\rCR",
@@ -201,7 +202,7 @@ def hostile_reply(password, client_b64):
         "5.7.8 you said " + split,
         "5.7.8 you sent " + (client_b64 or ""),
     ]
-    lines += ["5.7.8 " + "x" * 1000] * 1000
+    lines += ["5.7.8 " + "x" * 900] * max(1, size // 910)
     out = "".join("535-%s\r\n" % l for l in lines[:-1]) + "535 %s\r\n" % lines[-1]
     return out.encode("utf-8")
 
@@ -224,7 +225,7 @@ class HostileHandler(Handler):
 
     async def _refuse(self, server, mechanism, sent):
         self.events.emit("auth", mechanism=mechanism, user=None, success=False, hostile=True)
-        server._writer.write(hostile_reply(self.args.password, sent))
+        server._writer.write(hostile_reply(self.args.password, sent, self.args.hostile_bytes))
         await server._writer.drain()
         return AuthResult(success=False, handled=True)
 
@@ -280,6 +281,7 @@ def main():
     p.add_argument("--reject-data", action="store_true")
     p.add_argument("--greeting-drip", type=float)
     p.add_argument("--hostile", action="store_true")
+    p.add_argument("--hostile-bytes", type=int, default=1_000_000)
     p.add_argument("--events")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--verbose", action="store_true", help="aiosmtpd/asyncio logs on stderr")

@@ -109,3 +109,21 @@ async fn token_endpoint_that_never_answers_ends_within_the_budget() {
     assert!(!message.contains(SECRET), "{message}");
     // (TCP accepted, TLS never started: the TLS phase is named — tests/token.rs a_silent_endpoint_times_out)
 }
+
+#[tokio::test]
+async fn a_timeout_during_the_test_email_fails_only_the_test_email() {
+    let peer = SmtpPeer::start(&["--tls", "none", "--stall-data"]);
+    let mut req = request("127.0.0.1", peer.port, TlsMode::None);
+    req.test_message = Some(engine::TestMessage {
+        from: "alerts@example.com".into(),
+        to: vec!["ops@example.com".into()],
+        subject: "budget".into(),
+        body: "budget".into(),
+    });
+    let r = within_budget(engine::run(&req)).await;
+    // Ready reflects connect/TLS/AUTH: the connectivity check passed
+    assert!(r.succeeded(), "{:?}", r.outcome);
+    let f = r.test_email_failure().expect("the test email failed");
+    assert_eq!((f.step, f.reason), (Step::Data, Reason::ConnectionTimedOut), "{f:?}");
+    assert_eq!(peer.count("message"), 1, "the server got the message and never answered");
+}

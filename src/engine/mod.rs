@@ -13,6 +13,7 @@
 pub mod budget;
 mod connection;
 mod credentials;
+mod diagnose;
 mod dial;
 mod ehlo;
 mod message;

@@ -10,7 +10,7 @@ use super::sanitize::Sanitizer;
 use super::starttls::{TlsSetup, starttls};
 use super::stream::{DeadlineStream, Transport};
 use super::{CheckRequest, Credentials, Failure, Reason, Step, TlsMode};
-use super::{dial, message, sasl, test_email, tls};
+use super::{diagnose, dial, message, sasl, test_email, tls};
 
 /// Runs the whole check: [`establish`], the test email when asked for, QUIT.
 pub(crate) async fn check(req: &CheckRequest, budget: Budget, p: &mut Progress) -> Result<(), Failure> {
@@ -46,7 +46,7 @@ pub(crate) async fn establish(req: &CheckRequest, budget: Budget, p: &mut Progre
     let (stream, handle) = DeadlineStream::new(transport, peer, budget);
     let sanitizer = Sanitizer::for_credentials(&req.credentials);
     let (mut c, ehlo) = Connection::open(stream, handle, &req.helo_name, budget, sanitizer, p).await?;
-    match secure_and_authenticate(req, &mut c, p, ehlo, setup).await {
+    match secure_and_authenticate(req, &mut c, p, ehlo, setup, peer).await {
         Ok(()) => Ok(c),
         Err(f) => {
             quit_if_usable(&mut c, &f).await;
@@ -83,7 +83,10 @@ async fn open_transport(
     match (setup, req.tls.mode) {
         (Some((config, name)), TlsMode::ImplicitTls) => {
             p.step(Step::Tls);
-            let (stream, version) = tls::handshake(tcp, config.clone(), name.clone(), budget, Step::Tls).await?;
+            let (stream, version) = match tls::handshake(tcp, config.clone(), name.clone(), budget, Step::Tls).await {
+                Ok(done) => done,
+                Err(h) => return Err(diagnose::handshake_failure(req, peer, budget, h).await),
+            };
             p.tls_version = Some(version);
             Ok((Transport::Tls(Box::new(stream)), peer))
         }
@@ -98,6 +101,7 @@ async fn secure_and_authenticate(
     p: &mut Progress,
     mut ehlo: EhloInfo,
     setup: Option<TlsSetup>,
+    peer: std::net::SocketAddr,
 ) -> Result<(), Failure> {
     if req.tls.mode == TlsMode::StartTls {
         let Some(setup) = setup else {
@@ -108,7 +112,7 @@ async fn secure_and_authenticate(
                 reply: None,
             });
         };
-        ehlo = starttls(c, p, &ehlo, setup).await?;
+        ehlo = starttls(c, p, &ehlo, setup, (req, peer)).await?;
     }
     p.server_mechanisms = ehlo.auth.clone();
     if !matches!(req.credentials, Credentials::None) {

@@ -1,6 +1,7 @@
 //! The STARTTLS step: the command through lettre, the handshake by the engine on the raw TCP stream (to learn
 //! the version and get typed rustls errors), then EHLO again over TLS. Never falls back to plain text.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use lettre::transport::smtp::commands::{Ehlo, Starttls};
@@ -11,17 +12,19 @@ use super::connection::{Connection, fail};
 use super::ehlo::{EhloInfo, first_reply_len, parse_ehlo};
 use super::progress::Progress;
 use super::reply::display;
-use super::{Failure, Reason, Step, tls};
+use super::{CheckRequest, Failure, Reason, Step, diagnose, tls};
 
 /// The TLS client configuration and the server name, prepared before any traffic.
 pub(crate) type TlsSetup = (Arc<ClientConfig>, ServerName<'static>);
 
-/// Upgrades the connection; returns what the EHLO over TLS advertises.
+/// Upgrades the connection; returns what the EHLO over TLS advertises. `req` and `peer` serve a diagnostic
+/// handshake when the server closes the connection during the handshake (see `diagnose`).
 pub(crate) async fn starttls(
     c: &mut Connection,
     p: &mut Progress,
     ehlo: &EhloInfo,
     setup: TlsSetup,
+    (req, peer): (&CheckRequest, SocketAddr),
 ) -> Result<EhloInfo, Failure> {
     p.step(Step::StartTls);
     if !ehlo.starttls {
@@ -63,7 +66,10 @@ pub(crate) async fn starttls(
         .handle
         .take_plain()
         .map_err(|e| fail(Step::StartTls, Reason::TlsHandshakeFailed, format!("cannot start TLS: {e}"), None))?;
-    let (stream, version) = tls::handshake(tcp, config, name, &c.budget, Step::StartTls).await?;
+    let (stream, version) = match tls::handshake(tcp, config, name, &c.budget, Step::StartTls).await {
+        Ok(done) => done,
+        Err(h) => return Err(diagnose::handshake_failure(req, peer, &c.budget, h).await),
+    };
     c.handle.install_tls(stream);
     p.tls_version = Some(version);
 

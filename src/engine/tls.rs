@@ -64,6 +64,28 @@ pub(crate) fn server_name(server: &str, step: Step) -> Result<ServerName<'static
     })
 }
 
+/// A failed handshake, and whether the server just closed the connection (no TLS alert), which says nothing
+/// about why (see `diagnose`).
+pub(crate) struct HandshakeFailure {
+    pub(crate) failure: Failure,
+    pub(crate) closed_by_peer: bool,
+}
+
+impl From<HandshakeFailure> for Failure {
+    fn from(h: HandshakeFailure) -> Failure {
+        h.failure
+    }
+}
+
+/// True when the handshake ended because the server closed or reset the connection.
+fn closed_by_peer(err: &io::Error) -> bool {
+    err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()).is_none()
+        && matches!(
+            err.kind(),
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+        )
+}
+
 /// Runs the TLS handshake on `tcp` within the budget. Returns the stream and the negotiated version.
 pub(crate) async fn handshake(
     tcp: TcpStream,
@@ -71,10 +93,11 @@ pub(crate) async fn handshake(
     name: ServerName<'static>,
     budget: &Budget,
     step: Step,
-) -> Result<(TlsStream<TcpStream>, String), Failure> {
+) -> Result<(TlsStream<TcpStream>, String), HandshakeFailure> {
     let connector = tokio_rustls::TlsConnector::from(config);
+    let timed_out = |failure| HandshakeFailure { failure, closed_by_peer: false };
     match budget.run(connector.connect(name.clone(), tcp)).await {
-        Err(()) => Err(fail(
+        Err(()) => Err(timed_out(fail(
             step,
             Reason::ConnectionTimedOut,
             format!(
@@ -82,10 +105,10 @@ pub(crate) async fn handshake(
                  (ImplicitTLS for 465, StartTLS for 587)",
                 budget.describe()
             ),
-        )),
+        ))),
         Ok(Err(e)) => {
             let (reason, message) = classify(&e, &name);
-            Err(fail(step, reason, message))
+            Err(HandshakeFailure { failure: fail(step, reason, message), closed_by_peer: closed_by_peer(&e) })
         }
         Ok(Ok(tls)) => {
             let version = match tls.get_ref().1.protocol_version() {
@@ -181,6 +204,19 @@ pub(crate) fn classify_rustls(tls: &rustls::Error, host: &str) -> (Reason, Strin
         ),
         _ => (Reason::TlsHandshakeFailed, format!("the TLS handshake with {host} failed: {tls}")),
     }
+}
+
+/// A configuration for the diagnostic handshake only (see `diagnose`): TLS 1.2 and 1.3, any certificate (nothing
+/// is sent over it; it only tells which version the server speaks).
+pub(crate) fn diagnostic_config() -> Option<Arc<ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .ok()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        .with_no_client_auth();
+    Some(Arc::new(config))
 }
 
 /// `insecureSkipVerify`: accepts any certificate and name, but still checks the handshake signatures, so the

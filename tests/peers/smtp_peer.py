@@ -10,6 +10,8 @@ Flags:
   --no-starttls                  with --tls starttls: do not offer STARTTLS (AUTH is then offered in plain text,
                                  so a client that falls back would be caught)
   --tls-max 1.2                  highest TLS version the server speaks (default: 1.3)
+  --tls-no-alert                 a failed handshake just closes the connection, without the TLS alert (as many
+                                 servers and middleboxes do)
   --ca private                   generate a fresh CA + server certificate at start (the default with TLS)
   --ca-out PATH                  where to write the CA PEM (default: a file next to --events or in a temp dir)
   --wrong-name                   the server certificate is for "wrong.invalid" only (no 127.0.0.1/localhost)
@@ -20,6 +22,7 @@ Flags:
   --reject-rcpt [ADDR]           reject RCPT TO (all recipients, or only ADDR) with 550
   --reject-mail                  reject MAIL FROM with 553
   --reject-data                  reject the message after DATA with 554
+  --stall-data                   never answer the message after DATA (the client must give up on its own)
   --greeting-drip SECONDS        no SMTP at all: every connection gets a greeting that never ends, one byte per
                                  SECONDS (a server that is alive but far too slow)
   --hostile                      AUTH PLAIN/LOGIN answers a ~1 MB multi-line 535 written to attack whoever
@@ -70,8 +73,6 @@ def _send_tls_alerts_on_handshake_failure():
 
     sslproto.SSLProtocol._on_handshake_complete = on_handshake_complete
 
-
-_send_tls_alerts_on_handshake_failure()
 
 
 class Events:
@@ -148,6 +149,8 @@ class Handler:
             body=body.get_content() if body is not None else "",
             rejected=bool(self.args.reject_data),
         )
+        if self.args.stall_data:
+            await asyncio.sleep(3600)
         if self.args.reject_data:
             return "554 5.7.1 Message rejected as spam"
         return "250 2.0.0 OK queued as TEST1"
@@ -268,6 +271,7 @@ def main():
     p.add_argument("--tls", choices=["none", "starttls", "implicit"], default="starttls")
     p.add_argument("--no-starttls", action="store_true")
     p.add_argument("--tls-max", choices=["1.2", "1.3"], default="1.3")
+    p.add_argument("--tls-no-alert", action="store_true")
     p.add_argument("--ca", choices=["private"], default="private")
     p.add_argument("--ca-out")
     p.add_argument("--wrong-name", action="store_true")
@@ -279,6 +283,7 @@ def main():
     p.add_argument("--reject-rcpt", nargs="?", const="*", default=None)
     p.add_argument("--reject-mail", action="store_true")
     p.add_argument("--reject-data", action="store_true")
+    p.add_argument("--stall-data", action="store_true")
     p.add_argument("--greeting-drip", type=float)
     p.add_argument("--hostile", action="store_true")
     p.add_argument("--hostile-bytes", type=int, default=1_000_000)
@@ -286,6 +291,8 @@ def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--verbose", action="store_true", help="aiosmtpd/asyncio logs on stderr")
     args = p.parse_args()
+    if not args.tls_no_alert:
+        _send_tls_alerts_on_handshake_failure()
 
     # Expected failures (refused handshakes, dropped connections) would otherwise print tracebacks into the
     # test output.

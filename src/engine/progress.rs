@@ -37,6 +37,9 @@ impl Progress {
     }
 
     pub(crate) fn step_at(&mut self, s: Step, at: Instant) {
+        if self.current.is_some_and(|(current, _)| current == s) {
+            return; // the same step again (e.g. policy checks before and after the test message): one entry
+        }
         if let Some((prev, t0)) = self.current.take() {
             self.steps.push((prev, at.saturating_duration_since(t0)));
         }

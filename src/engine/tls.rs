@@ -111,6 +111,9 @@ pub(crate) async fn handshake(
             Err(HandshakeFailure { failure: fail(step, reason, message), closed_by_peer: closed_by_peer(&e) })
         }
         Ok(Ok(tls)) => {
+            // A TLS 1.3 server writes its session tickets, then the reply to our first command: ACK at once, or its
+            // Nagle holds that reply until our delayed ACK (about 40 ms, measured against Postfix)
+            let _ = tls.get_ref().0.set_quickack(true);
             let version = match tls.get_ref().1.protocol_version() {
                 Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
                 Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",

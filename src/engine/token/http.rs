@@ -231,7 +231,11 @@ impl HttpClient {
                  tls.caBundle",
                 target.authority()
             ))),
-            Ok(Ok(s)) => Ok(s),
+            Ok(Ok(s)) => {
+                // session tickets come before the answer: ACK at once (see engine/tls.rs)
+                let _ = s.get_ref().0.set_quickack(true);
+                Ok(s)
+            }
         }
     }
 

@@ -16,6 +16,9 @@ pub const CHECK_REQUESTED_AT: &str = "smtp-operator.io/check-requested-at";
 pub const TEST_EMAIL_REQUESTED_AT: &str = "smtp-operator.io/test-email-requested-at";
 /// Annotation on a Secret: the destinations its values may be sent to.
 pub const ALLOWED_SERVERS: &str = "smtp-operator.io/allowed-servers";
+/// Annotation on a Secret holding a JwtBearer private key: the users (`subject`, and `username` when it differs)
+/// the key may act as, e.g. `alerts@example.com, *@mail.example.com`.
+pub const ALLOWED_SUBJECTS: &str = "smtp-operator.io/allowed-subjects";
 
 /// Desired outgoing-mail (SMTP) settings. The operator validates them, reads the referenced Secrets from the same
 /// namespace, checks the mail server for real (connect, TLS, AUTH, optionally a test email) and reports the
@@ -259,7 +262,8 @@ pub struct OAuth2Auth {
     /// key file whose `private_key` is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_key_ref: Option<KeyRef>,
-    /// JwtBearer: the user to act as (the JWT `sub`, Google domain-wide delegation).
+    /// JwtBearer (required there): the user to act as (the JWT `sub`, Google domain-wide delegation). The Secret
+    /// of `privateKeyRef` must list it in its `smtp-operator.io/allowed-subjects` annotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 320))]
     pub subject: Option<String>,

@@ -28,11 +28,8 @@ pub async fn run(plan: &Plan, tokens: &TokenCache, test_message: Option<TestMess
     token_request.timeout = budget.total();
     // the token request keeps its own deadline (and names the phase it ran out in); this bound is a backstop,
     // e.g. for a caller that waits on another caller's fetch of the same token
-    match tokio::time::timeout(budget.left() + BACKSTOP_GRACE, tokens.get(&token_request, &oauth.secret_version)).await
-    {
-        Ok(Ok(token)) => {
-            request.credentials = Credentials::XOAuth2 { username: oauth.username.clone(), token: token.token };
-        }
+    let token = match tokio::time::timeout(budget.left() + BACKSTOP_GRACE, tokens.get(&token_request)).await {
+        Ok(Ok(token)) => token.token,
         Ok(Err(e)) => {
             let secrets = token_request.grant.secrets();
             let message = Sanitizer::for_secrets(secrets).clean(&e.message, MAX_MESSAGE_CHARS);
@@ -45,13 +42,14 @@ pub async fn run(plan: &Plan, tokens: &TokenCache, test_message: Option<TestMess
             );
             return token_failure(Step::Token, Reason::TokenRequestFailed, message, budget);
         }
-    }
+    };
+    request.credentials = Credentials::XOAuth2 { username: oauth.username.clone(), token: token.clone() };
     let report = engine::run_within(&request, budget).await;
     // a token the server refuses is not reused: the next check fetches a fresh one
     if let Err(f) = &report.outcome
         && f.reason == Reason::AuthenticationFailed
     {
-        tokens.invalidate(&oauth.request, &oauth.secret_version);
+        tokens.invalidate(&oauth.request, &token);
     }
     report
 }

@@ -23,6 +23,46 @@ pub enum Command {
     /// Check one SmtpSettings manifest without a cluster: same engine and reasons, human report on stdout,
     /// exit status 0 only when the check passed.
     Check(CheckArgs),
+    /// Serve SMTP submission for one SmtpRelay, passing each message synchronously to its SmtpSettings'
+    /// server (the relay pods' entrypoint; outside a cluster it uses the kubeconfig). See docs/relay.md.
+    Relay(RelayArgs),
+}
+
+/// Flags of `smtp-operator relay`: which SmtpRelay, where to listen, and `run`'s policy flags.
+#[derive(Args, Debug, Clone)]
+pub struct RelayArgs {
+    /// Namespace of the SmtpRelay.
+    #[arg(long, env = "SMTP_RELAY_NAMESPACE")]
+    pub namespace: String,
+
+    /// Name of the SmtpRelay.
+    #[arg(long, env = "SMTP_RELAY_NAME")]
+    pub name: String,
+
+    /// Address to listen on for SMTP (default: all addresses, port `spec.listen.port`).
+    #[arg(long, env = "SMTP_RELAY_LISTEN_ADDR")]
+    pub listen_addr: Option<String>,
+
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "SMTP_RELAY_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: String,
+
+    /// SMTP ports the relay may connect to upstream (as for `run`).
+    #[arg(long, env = "SMTP_OPERATOR_ALLOWED_PORTS", default_value = "25,465,587,2525")]
+    pub allowed_ports: String,
+
+    /// Ports a `tokenUrl` may use (as for `run`).
+    #[arg(long, env = "SMTP_OPERATOR_ALLOWED_TOKEN_PORTS", default_value = "443")]
+    pub allowed_token_ports: String,
+
+    /// Resolved addresses the relay may not connect to (as for `run`).
+    #[arg(long, env = "SMTP_OPERATOR_DENIED_CIDRS", default_value = "default")]
+    pub denied_cidrs: String,
+
+    /// Enforce `smtp-operator.io/allowed-servers` on referenced Secrets (as for `run`).
+    #[arg(long, env = "SMTP_OPERATOR_REQUIRE_SECRET_BINDING", default_value_t = true, action = clap::ArgAction::Set,
+        num_args = 0..=1, require_equals = false, default_missing_value = "true")]
+    pub require_secret_binding: bool,
 }
 
 /// Flags of `smtp-operator run`.
@@ -77,6 +117,12 @@ pub struct RunArgs {
     #[arg(long, env = "SMTP_OPERATOR_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: String,
 
+    /// Per-object series `smtp_operator_ready{namespace,name,kind,reason}` and
+    /// `smtp_operator_last_check_timestamp_seconds` (two series per object); `false` keeps only the aggregates.
+    #[arg(long, env = "SMTP_OPERATOR_PER_OBJECT_METRICS", default_value_t = true, action = clap::ArgAction::Set,
+        num_args = 0..=1, require_equals = false, default_missing_value = "true")]
+    pub per_object_metrics: bool,
+
     /// Name of this cluster, used in test-email bodies (extension).
     #[arg(long, env = "SMTP_OPERATOR_CLUSTER_NAME", default_value = "kubernetes")]
     pub cluster_name: String,
@@ -129,5 +175,12 @@ mod tests {
         assert!(!run(&["--require-secret-binding", "false"]).require_secret_binding);
         assert!(run(&["--leader-elect", "true"]).leader_elect);
         assert!(!run(&[]).leader_elect && run(&[]).require_secret_binding);
+    }
+
+    #[test]
+    fn per_object_metrics_default_on_and_can_be_turned_off() {
+        assert!(run(&[]).per_object_metrics);
+        assert!(!run(&["--per-object-metrics=false"]).per_object_metrics);
+        assert!(run(&["--per-object-metrics"]).per_object_metrics);
     }
 }

@@ -29,11 +29,12 @@ use crate::conditions::{self, Desired, READY, Status};
 use crate::engine::token::TokenCache;
 use crate::engine::{self, TestMessage};
 use crate::http::Health;
+use crate::metrics::objects::ObjectKey;
 use crate::metrics::{ErrorLabels, LimitLabels, Metrics, ResultLabels};
 use crate::policy;
 use crate::ratelimit::{CheckLimiter, Limits, Rate};
 use crate::status::{self as st, CHECK_DEFERRED, CHECK_PENDING};
-use crate::validate::{self, Invalid, Plan, SecurityPolicy, RefKind, RefObject, Referenced};
+use crate::validate::{self, Invalid, Plan, RefKind, RefObject, Referenced, SecurityPolicy};
 
 /// Field manager of the status writes.
 pub const MANAGER: &str = "smtp-operator";
@@ -143,6 +144,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let metrics = Arc::new(Metrics::default());
+    metrics.objects.set_enabled(args.per_object_metrics);
     let health = Arc::new(Health::default());
     let _server = crate::http::serve(&args.metrics_addr, metrics.clone(), health.clone()).await?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -151,9 +153,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = shutdown_tx.send(true);
     });
     let ctx = Arc::new(Context::new(client.clone(), settings, metrics.clone()));
+    // the SmtpRelay controller (src/relay/reconcile.rs) runs beside it, under the same leader election
+    let relays = crate::relay::reconcile::run(
+        client.clone(),
+        crate::relay::reconcile::pod_settings(&args),
+        args.watch_namespace.clone(),
+        shutdown_rx.clone(),
+    );
     let work = {
         let (health, shutdown) = (health.clone(), shutdown_rx.clone());
-        move || run_controller(ctx, args.watch_namespace.clone(), health, shutdown)
+        move || async move {
+            let (settings, relays) =
+                tokio::join!(run_controller(ctx, args.watch_namespace.clone(), health, shutdown), relays);
+            settings.and(relays)
+        }
     };
     if args.leader_elect {
         let ns = args
@@ -210,6 +223,17 @@ async fn run_controller(
                 Err(e) => Some(Err(e)),
             })
         })
+        // a deleted object leaves the metrics at once (a deletion does not pass the trigger filter below)
+        .inspect({
+            let metrics = ctx.metrics.clone();
+            move |event| {
+                if let Ok(watcher::Event::Delete(o)) = event {
+                    let (ns, name) = (o.namespace(), o.name_any());
+                    metrics.set_ready(&format!("{}/{name}", ns.clone().unwrap_or_default()), None);
+                    metrics.objects.remove(&ObjectKey::smtp_settings(ns.as_deref(), &name));
+                }
+            }
+        })
         .reflect(writer)
         .touched_objects()
         .predicate_filter(trigger_hash, Default::default());
@@ -257,11 +281,15 @@ async fn run_controller(
                                 .unwrap_or_else(|| "Unknown".into())
                         });
                         metrics.set_ready(&key, ready.as_deref());
+                        if ready.is_none() {
+                            metrics.objects.remove(&ObjectKey::smtp_settings(obj.namespace.as_deref(), &obj.name));
+                        }
                         debug!(object = %obj, "reconciled");
                     }
                     // a deleted object: drop it from the resources-by-Ready gauge
                     Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
                         metrics.set_ready(&format!("{}/{}", obj.namespace.clone().unwrap_or_default(), obj.name), None);
+                        metrics.objects.remove(&ObjectKey::smtp_settings(obj.namespace.as_deref(), &obj.name));
                     }
                     Err(e) => debug!(error = %e, "reconcile loop"),
                 }
@@ -399,6 +427,7 @@ async fn reconcile(obj: Arc<SmtpSettings>, ctx: Arc<Context>) -> Result<Action, 
 
 async fn reconcile_inner(obj: &SmtpSettings, ctx: &Context, ns: &str) -> Result<Action, Error> {
     // `obj` is a fresh read (see `reconcile`), never the reflector's possibly stale copy
+    ctx.metrics.objects.observe_smtp_settings(obj);
     let refs = validate::references(&obj.spec);
     let referenced = dereference(&ctx.client, ns, &refs).await?;
     let generation = obj.metadata.generation;
@@ -708,6 +737,9 @@ async fn write_status(
     api.patch_status(&obj.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
         .await
         .map_err(Error::StatusWrite)?;
+    ctx.metrics
+        .objects
+        .observe_status(&ObjectKey::smtp_settings(obj.namespace().as_deref(), &obj.name_any()), Some(next));
     Ok(())
 }
 

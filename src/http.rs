@@ -36,6 +36,18 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    serve_with(addr, Arc::new(move || metrics.encode()), health).await
+}
+
+/// Text of `/metrics`.
+pub type Encode = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// [`serve`] with any exposition (the relay has its own registry).
+pub async fn serve_with(
+    addr: &str,
+    metrics: Encode,
+    health: Arc<Health>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding --metrics-addr {addr}: {e}"))?;
     info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     Ok(tokio::spawn(async move {
@@ -51,7 +63,7 @@ pub async fn serve(
     }))
 }
 
-async fn handle(mut stream: TcpStream, metrics: &Metrics, health: &Health) -> std::io::Result<()> {
+async fn handle(mut stream: TcpStream, metrics: &Encode, health: &Health) -> std::io::Result<()> {
     let mut buf = vec![0u8; 8192];
     let mut len = 0;
     while len < buf.len() {
@@ -69,9 +81,7 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics, health: &Health) -> st
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
     let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => {
-            ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.encode())
-        }
+        ("GET", "/metrics") => ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics()),
         ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
         ("GET", "/readyz") if health.ready() => ("200 OK", "text/plain", "ready\n".to_string()),
         ("GET", "/readyz") => {

@@ -10,6 +10,7 @@
 //! - [`vocabulary`]: the contract's steps, condition kinds and reasons.
 //! - [`policy`]: security building blocks (CIDRs, ports, host normalisation, Secret binding).
 //! - [`ratelimit`]: per-resource, per-namespace and global check rate limits.
+//! - [`relay`]: the SMTP relay (`smtp-operator relay`) and its `SmtpRelay` resource.
 pub mod api;
 pub mod check;
 pub mod check_cmd;
@@ -24,6 +25,7 @@ pub mod leader;
 pub mod metrics;
 pub mod policy;
 pub mod ratelimit;
+pub mod relay;
 pub mod status;
 pub mod telemetry;
 pub mod validate;

@@ -12,6 +12,16 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check(args) => smtp_operator::check_cmd::run(args).await,
+        Command::Relay(args) => {
+            smtp_operator::telemetry::init();
+            match smtp_operator::relay::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "smtp-operator relay stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run(args) => {
             smtp_operator::telemetry::init();
             match smtp_operator::controller::run(args).await {

@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub mod objects;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CheckLabels {
     pub result: String,
@@ -56,6 +58,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub resources: Family<ReadyLabels, Gauge>,
     pub leader: Gauge,
+    /// Per-object series (`smtp_operator_ready`, `smtp_operator_last_check_timestamp_seconds`).
+    pub objects: objects::ObjectMetrics,
     ready_by_object: Mutex<HashMap<String, String>>,
     /// Token-cache totals already added to the counters (successes, failures, hits).
     token_seen: Mutex<(u64, u64, u64)>,
@@ -92,6 +96,8 @@ impl Default for Metrics {
             "1 while this instance holds the leader lease (or runs without election)",
             leader.clone(),
         );
+        let objects = objects::ObjectMetrics::default();
+        objects.register(&mut registry);
         Self {
             registry,
             checks,
@@ -104,6 +110,7 @@ impl Default for Metrics {
             reconcile_errors,
             resources,
             leader,
+            objects,
             ready_by_object: Mutex::default(),
             token_seen: Mutex::default(),
         }

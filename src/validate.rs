@@ -142,8 +142,6 @@ pub struct OAuthPlan {
     /// The mailbox sent as `user=` in XOAUTH2.
     pub username: String,
     pub request: TokenRequest,
-    /// Identifies the Secret versions used, so a rotated Secret invalidates cached tokens.
-    pub secret_version: String,
 }
 
 /// What a valid spec turns into.

@@ -92,6 +92,7 @@ reasons! {
     PortNotAllowed => Valid,
     DestinationNotAllowed => Valid,
     CredentialsNotBoundToServer => Valid,
+    SubjectNotAllowed => Valid,
     DnsLookupFailed => Connected,
     ConnectionRefused => Connected,
     ConnectionTimedOut => Connected,

@@ -89,7 +89,7 @@ fn token_plan(token_url: String, ca: Vec<u8>) -> Plan {
     // the SMTP side is never reached: the token request uses up the budget
     Plan {
         request: request("127.0.0.1", 9, TlsMode::StartTls),
-        oauth: Some(OAuthPlan { username: "alerts@example.test".into(), request: token, secret_version: "1".into() }),
+        oauth: Some(OAuthPlan { username: "alerts@example.test".into(), request: token }),
         interval: None,
         from_address: "alerts@example.test".into(),
     }

@@ -194,7 +194,10 @@ async fn chart_cluster_role_suffices_for_an_all_namespaces_operator() {
     assert!(rbac.can_i(&["list", "secrets", "--all-namespaces"]));
     assert!(rbac.can_i(&["patch", "smtpsettings.smtp-operator.io", "--subresource=status", "-n", ns.name()]));
     assert!(!rbac.can_i(&["update", "smtpsettings.smtp-operator.io", "-n", ns.name()]), "may edit specs");
-    assert!(!rbac.can_i(&["create", "secrets", "-n", ns.name()]), "may create Secrets");
+    // create: only for the generated SmtpRelay credentials Secret (docs/relay.md); existing Secrets stay untouchable
+    for verb in ["update", "patch", "delete"] {
+        assert!(!rbac.can_i(&[verb, "secrets", "-n", ns.name()]), "may {verb} Secrets");
+    }
     assert!(!rbac.can_i(&["list", "pods", "-n", ns.name()]), "may list pods");
     assert!(!rbac.can_i(&["create", "leases.coordination.k8s.io", "-n", ns.name()]), "may create leases elsewhere");
 

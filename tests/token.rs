@@ -234,7 +234,7 @@ async fn port_not_allowed_sends_nothing() {
     assert!(e.message.contains(&s.port.to_string()), "{}", e.message);
     // the cache passes the refusal through and does not count it as sent to the endpoint's benefit
     let cache = TokenCache::new();
-    let e = cache.get(&req, "v1").await.unwrap_err();
+    let e = cache.get(&req).await.unwrap_err();
     assert_eq!(e.reason, Reason::PortNotAllowed);
     assert!(s.http_paths().is_empty(), "no request reached the peer");
 
@@ -280,9 +280,9 @@ async fn cache_reuses_a_token_within_its_lifetime() {
     let s = OAuthServer::start(&clients());
     let cache = TokenCache::new();
     let req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
-    let first = cache.get(&req, "v1").await.expect("token");
+    let first = cache.get(&req).await.expect("token");
     for _ in 0..5 {
-        let t = cache.clone().get(&req, "v1").await.expect("token");
+        let t = cache.clone().get(&req).await.expect("token");
         assert_eq!(t.token, first.token);
     }
     assert_eq!(s.token_requests("post-client"), 1, "exactly one request at the server");
@@ -294,31 +294,32 @@ async fn cache_fetches_again_after_a_short_lifetime() {
     let s = OAuthServer::start(&clients());
     let cache = TokenCache::new();
     let req = cc(&s, "short-client", BASIC_SECRET, ClientAuth::BasicAuth);
-    let a = cache.get(&req, "v1").await.expect("token");
+    let a = cache.get(&req).await.expect("token");
     assert_eq!(a.expires_in, Some(Duration::from_secs(2)));
-    cache.get(&req, "v1").await.expect("token");
+    cache.get(&req).await.expect("token");
     assert_eq!(s.token_requests("short-client"), 1);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let b = cache.get(&req, "v1").await.expect("token");
+    let b = cache.get(&req).await.expect("token");
     assert_ne!(a.token, b.token);
     assert_eq!(s.token_requests("short-client"), 2, "a new token after expiry");
 }
 
 #[tokio::test]
-async fn cache_new_secret_version_means_new_request() {
+async fn cache_keys_by_the_credential_value_not_by_where_it_came_from() {
     let s = OAuthServer::start(&clients());
     let cache = TokenCache::new();
+    // the same value (e.g. copies of one Secret in several namespaces): one request
     let req = cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody);
-    cache.get(&req, "rv-100").await.expect("token");
-    cache.get(&req, "rv-100").await.expect("token");
-    cache.get(&req, "rv-101").await.expect("token");
-    assert_eq!(s.token_requests("post-client"), 2);
-    assert_eq!(cache.len(), 1, "the old version's entry is dropped");
-    // the new secret version with a wrong secret: fails, and the failure is not cached
+    let good = cache.get(&req).await.expect("token");
+    cache.get(&req.clone()).await.expect("token");
+    assert_eq!(s.token_requests("post-client"), 1);
+    // a wrong value: fails every time (failures are not cached) and evicts nothing
     let bad = cc(&s, "post-client", "rotated-wrong-9a8b", ClientAuth::RequestBody);
-    assert!(cache.get(&bad, "rv-102").await.is_err());
-    assert!(cache.get(&bad, "rv-102").await.is_err());
-    assert_eq!(s.token_requests("post-client"), 4);
+    assert!(cache.get(&bad).await.is_err());
+    assert!(cache.get(&bad).await.is_err());
+    assert_eq!(cache.get(&req).await.expect("token").token, good.token, "the good token stays");
+    assert_eq!(s.token_requests("post-client"), 3);
+    assert_eq!(cache.len(), 1, "the failed entry is not kept");
 }
 
 #[tokio::test]
@@ -328,7 +329,7 @@ async fn cache_concurrent_requests_share_one_fetch() {
     let req = cc(&s, "basic-client", BASIC_SECRET, ClientAuth::BasicAuth);
     let get = || {
         let (cache, req) = (cache.clone(), req.clone());
-        async move { cache.get(&req, "v1").await }
+        async move { cache.get(&req).await }
     };
     let r = tokio::join!(get(), get(), get(), get(), get(), get(), get(), get(), get(), get());
     let all = [r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9];
@@ -342,7 +343,7 @@ async fn cache_concurrent_requests_share_one_fetch() {
         .map(|_| {
             let (cache, mut req) = (cache.clone(), req.clone());
             req.scopes = vec!["x".into()];
-            tokio::spawn(async move { cache.get(&req, "v1").await.map(|t| t.token) })
+            tokio::spawn(async move { cache.get(&req).await.map(|t| t.token) })
         })
         .collect();
     for h in handles {
@@ -430,7 +431,7 @@ async fn xoauth2_token_from_authlib_is_accepted_by_dovecot_introspection() {
         ("client_credentials", cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody)),
         ("jwt_bearer", jwt(&s, "jwt-client", &s.keys["jwt-client"].0.clone())),
     ] {
-        let token = cache.get(&req, "v1").await.expect("token");
+        let token = cache.get(&req).await.expect("token");
         let (code, text) =
             smtp::xoauth2(mta.submission_port, mta_ca.clone(), USER, token.token.expose_str().unwrap()).await;
         assert_eq!(code, 235, "{name}: Dovecot accepts the token: {text}");
@@ -464,7 +465,7 @@ async fn engine_check_with_xoauth2_and_password_against_postfix_and_dovecot() {
     let s = OAuthServer::start(&conf);
     let mta = support::oauth::Mta::start(&s, "dovecot", "dovecot-introspect-3c1f");
     let cache = TokenCache::new();
-    let token = cache.get(&cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody), "v1").await.expect("token");
+    let token = cache.get(&cc(&s, "post-client", POST_SECRET, ClientAuth::RequestBody)).await.expect("token");
 
     let check = |port: u16, mode: TlsMode, credentials: Credentials, subject: &str| CheckRequest {
         server: "127.0.0.1".into(),

@@ -86,6 +86,18 @@ impl Connection {
         self.map(step, r)
     }
 
+    /// A fresh budget of `total` from now, for the commands that follow (a relay's long-lived upstream session).
+    pub(crate) fn renew_budget(&mut self, total: std::time::Duration) {
+        self.budget = Budget::new(total);
+        self.handle.set_budget(self.budget);
+    }
+
+    /// Reads one reply (after a body written through [`StreamHandle::writer`]).
+    pub(crate) async fn read_reply(&mut self, step: Step) -> Result<Response, StepError> {
+        let r = self.budget.run(self.conn.read_response()).await;
+        self.map(step, r)
+    }
+
     /// Sends the message content after DATA (dot-stuffed by lettre) and reads the final reply.
     pub(crate) async fn message(&mut self, step: Step, bytes: &[u8]) -> Result<Response, StepError> {
         let r = self.budget.run(self.conn.message(bytes)).await;

@@ -29,6 +29,7 @@ mod stream;
 pub(crate) mod test_email;
 mod tls;
 pub mod token;
+pub mod upstream;
 
 pub use crate::vocabulary::{Reason, Step};
 pub use budget::Budget;

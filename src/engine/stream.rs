@@ -57,6 +57,8 @@ struct Stats {
 struct Shared {
     transport: Transport,
     stats: Stats,
+    /// Renewable (a relay's upstream session gives each command its own budget).
+    budget: Budget,
 }
 
 /// A handle on the stream lettre owns: upgrade it to TLS, read the capture and statistics.
@@ -66,7 +68,6 @@ pub(crate) struct StreamHandle(Arc<Mutex<Shared>>);
 /// The stream given to lettre (see the module docs).
 pub(crate) struct DeadlineStream {
     shared: Arc<Mutex<Shared>>,
-    budget: Budget,
     peer: SocketAddr,
     read_deadline: Option<Pin<Box<Sleep>>>,
     write_deadline: Option<Pin<Box<Sleep>>>,
@@ -79,8 +80,8 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 
 impl DeadlineStream {
     pub(crate) fn new(transport: Transport, peer: SocketAddr, budget: Budget) -> (Self, StreamHandle) {
-        let shared = Arc::new(Mutex::new(Shared { transport, stats: Stats::default() }));
-        let stream = DeadlineStream { shared: shared.clone(), budget, peer, read_deadline: None, write_deadline: None };
+        let shared = Arc::new(Mutex::new(Shared { transport, stats: Stats::default(), budget }));
+        let stream = DeadlineStream { shared: shared.clone(), peer, read_deadline: None, write_deadline: None };
         (stream, StreamHandle(shared))
     }
 }
@@ -128,6 +129,17 @@ impl StreamHandle {
         lock(&self.0).stats.eof
     }
 
+    /// A second stream on the same connection (to stream a message body after DATA while lettre reads the
+    /// replies); same budget.
+    pub(crate) fn writer(&self, peer: SocketAddr) -> DeadlineStream {
+        DeadlineStream { shared: self.0.clone(), peer, read_deadline: None, write_deadline: None }
+    }
+
+    /// Replaces the budget for the I/O that follows.
+    pub(crate) fn set_budget(&self, budget: Budget) {
+        lock(&self.0).budget = budget;
+    }
+
     /// True when a reply line exceeded [`MAX_LINE_BYTES`].
     pub(crate) fn saw_line_too_long(&self) -> bool {
         lock(&self.0).stats.line_too_long
@@ -136,7 +148,7 @@ impl StreamHandle {
 
 impl fmt::Debug for DeadlineStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeadlineStream").field("peer", &self.peer).field("budget", &self.budget).finish()
+        f.debug_struct("DeadlineStream").field("peer", &self.peer).finish()
     }
 }
 
@@ -210,7 +222,12 @@ impl AsyncRead for DeadlineStream {
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                match poll_deadline(&mut this.read_deadline, &this.budget, cx, "reading from the server") {
+                match poll_deadline(
+                    &mut this.read_deadline,
+                    &lock(&this.shared).budget.clone(),
+                    cx,
+                    "reading from the server",
+                ) {
                     Poll::Ready(e) => Poll::Ready(Err(e)),
                     Poll::Pending => Poll::Pending,
                 }
@@ -234,7 +251,12 @@ impl DeadlineStream {
                 self.write_deadline = None;
                 Poll::Ready(r)
             }
-            Poll::Pending => match poll_deadline(&mut self.write_deadline, &self.budget, cx, "writing to the server") {
+            Poll::Pending => match poll_deadline(
+                &mut self.write_deadline,
+                &lock(&self.shared).budget.clone(),
+                cx,
+                "writing to the server",
+            ) {
                 Poll::Ready(e) => Poll::Ready(Err(e)),
                 Poll::Pending => Poll::Pending,
             },

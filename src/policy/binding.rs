@@ -183,7 +183,7 @@ fn parse_entry(entry: &str) -> Result<ServerPattern, String> {
     Ok(ServerPattern { host: HostPattern::Exact(host), port })
 }
 
-fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:/=,@%+[]".contains(&b)) {
         s.to_string()
     } else {
@@ -194,43 +194,45 @@ fn shell_quote(s: &str) -> String {
 /// Above this many characters, the existing list is not repeated in the message.
 const MAX_EXISTING_IN_MESSAGE: usize = 1024;
 
-/// The message of `Valid=False CredentialsNotBoundToServer`: names the Secret, the destination, and the exact
-/// `kubectl annotate` command that allows it — appending to the existing list when the Secret already has
-/// the annotation (`existing` = its current value, `None` when absent). Deterministic (no timestamps), one
-/// line, contains no Secret value (only the annotation, which is not secret).
+/// The message of `Valid=False CredentialsNotBoundToServer`: names the Secret, the destinations it does not
+/// allow (`missing`, as `host:port`), and the exact `kubectl annotate` command that allows them — appending to
+/// the existing list when the Secret already has the annotation (`existing` = its current value, `None` when
+/// absent). Deterministic (no timestamps), one line, contains no Secret value (only the annotation, which is
+/// not secret).
 pub fn credentials_not_bound_message(
     secret: &str,
     namespace: &str,
-    host: &Host,
-    port: u16,
+    missing: &[String],
     existing: Option<&str>,
 ) -> String {
-    let dest = host.with_port(port);
+    let dest = missing.join(", ");
+    let intended = if missing.len() > 1 { "are the intended servers" } else { "is the intended server" };
     let key = ALLOWED_SERVERS_ANNOTATION;
     match existing {
         None => format!(
-            "Secret {secret:?} may not be sent to {dest}: it has no {key} annotation. If {dest} is the intended \
-             server, allow it with: kubectl annotate secret {} -n {} {}",
+            "Secret {secret:?} may not be sent to {dest}: it has no {key} annotation. If {dest} {intended}, allow \
+             it with: kubectl annotate secret {} -n {} {}",
             shell_quote(secret),
             shell_quote(namespace),
             shell_quote(&format!("{key}={dest}")),
         ),
         Some(value) => {
             // Keep the user's entries as written (minus ones with control characters, which are invalid
-            // anyway and must not reach a terminal), then append the destination.
+            // anyway and must not reach a terminal), then append the destinations.
             let mut entries: Vec<&str> = raw_entries(value).filter(|e| !e.chars().any(char::is_control)).collect();
-            let listed = if entries.is_empty() { "is empty".to_string() } else { "does not list it".to_string() };
+            let them = if missing.len() > 1 { "them" } else { "it" };
+            let listed = if entries.is_empty() { "is empty".to_string() } else { format!("does not list {them}") };
             let head = format!("Secret {secret:?} may not be sent to {dest}: its {key} annotation {listed}.");
             let joined_len: usize = entries.iter().map(|e| e.len() + 2).sum();
             if joined_len > MAX_EXISTING_IN_MESSAGE {
                 return format!(
-                    "{head} If {dest} is the intended server, append {dest} to that annotation of secret {secret} \
-                     in namespace {namespace}."
+                    "{head} If {dest} {intended}, append {dest} to that annotation of secret {secret} in namespace \
+                     {namespace}."
                 );
             }
-            entries.push(&dest);
+            entries.extend(missing.iter().map(String::as_str));
             format!(
-                "{head} If {dest} is the intended server, allow it with: kubectl annotate --overwrite secret {} -n {} {}",
+                "{head} If {dest} {intended}, allow it with: kubectl annotate --overwrite secret {} -n {} {}",
                 shell_quote(secret),
                 shell_quote(namespace),
                 shell_quote(&format!("{key}={}", entries.join(", "))),
@@ -368,7 +370,8 @@ mod tests {
 
     #[test]
     fn message_without_annotation() {
-        let m = credentials_not_bound_message("smtp-credentials", "mail", &h("SMTP.Example.com"), 587, None);
+        let m =
+            credentials_not_bound_message("smtp-credentials", "mail", &[h("SMTP.Example.com").with_port(587)], None);
         assert_eq!(
             m,
             "Secret \"smtp-credentials\" may not be sent to smtp.example.com:587: it has no \
@@ -386,8 +389,7 @@ mod tests {
         let m = credentials_not_bound_message(
             "smtp-oauth",
             "mail",
-            &h("login.microsoftonline.com"),
-            443,
+            &[h("login.microsoftonline.com").with_port(443)],
             Some("smtp.office365.com:587,\n *.corp.example"),
         );
         assert_eq!(
@@ -405,20 +407,32 @@ mod tests {
     }
 
     #[test]
+    fn message_with_two_destinations_allows_both() {
+        let missing = [h("login.example.com").with_port(443), h("smtp.example.com").with_port(587)];
+        for existing in [None, Some("login.example.com")] {
+            let m = credentials_not_bound_message("oauth", "mail", &missing, existing);
+            assert!(m.contains("login.example.com:443, smtp.example.com:587 are the intended servers"), "{m}");
+            let value = m.rsplit_once("allowed-servers=").unwrap().1.trim_end_matches('\'');
+            let a = parse_ok(value);
+            assert!(allows(&a, &h("login.example.com"), 443) && allows(&a, &h("smtp.example.com"), 587), "{m}");
+        }
+    }
+
+    #[test]
     fn message_edge_cases() {
-        let m = credentials_not_bound_message("s", "ns", &h("2001:db8::25"), 25, Some("  "));
+        let m = credentials_not_bound_message("s", "ns", &[h("2001:db8::25").with_port(25)], Some("  "));
         assert!(m.contains("annotation is empty"), "{m}");
         assert!(m.contains("--overwrite"), "an existing (even empty) annotation needs --overwrite: {m}");
         assert!(m.ends_with("smtp-operator.io/allowed-servers=[2001:db8::25]:25"), "{m}");
         // quotes and control characters in the existing value cannot break the command line
-        let m = credentials_not_bound_message("s", "ns", &h("a.example"), 25, Some("it's, \u{1b}[31mred"));
+        let m = credentials_not_bound_message("s", "ns", &[h("a.example").with_port(25)], Some("it's, \u{1b}[31mred"));
         assert!(!m.chars().any(char::is_control), "{m:?}");
         assert!(m.ends_with(r"'smtp-operator.io/allowed-servers=it'\''s, a.example:25'"), "{m}");
         // a huge existing list is not repeated
         let long = vec!["x.example:25"; 200].join(",");
-        let m = credentials_not_bound_message("s", "ns", &h("a.example"), 25, Some(&long));
+        let m = credentials_not_bound_message("s", "ns", &[h("a.example").with_port(25)], Some(&long));
         assert!(m.len() < 400 && m.contains("append a.example:25"), "{m}");
         // deterministic
-        assert_eq!(m, credentials_not_bound_message("s", "ns", &h("a.example"), 25, Some(&long)));
+        assert_eq!(m, credentials_not_bound_message("s", "ns", &[h("a.example").with_port(25)], Some(&long)));
     }
 }

@@ -63,13 +63,27 @@ pub(super) fn token(token_url: &str, policy: &SecurityPolicy) -> Result<Destinat
 
 /// An IP literal in a denied range (in any form, embedded IPv4 included) is refused without DNS.
 fn refuse_denied(host: &Host, what: &str, policy: &SecurityPolicy) -> Result<(), Invalid> {
-    match host.ip().filter(|ip| policy::is_denied(&policy.denied, *ip)) {
-        None => Ok(()),
-        Some(ip) => Err(Invalid::new(
-            Reason::DestinationNotAllowed,
-            format!("{what} is the address {ip}, which the operator may not connect to (--denied-cidrs)"),
-        )),
-    }
+    let Some(ip) = host.ip().filter(|ip| policy::is_denied(&policy.denied, *ip)) else {
+        return Ok(());
+    };
+    // name the IPv4 address when only the address carried makes it denied (not for `::1`, itself denied)
+    let denied_as_v6 = policy.denied.iter().any(|n| match n.addr {
+        std::net::IpAddr::V6(a) => a.to_ipv4_mapped().is_none() && n.contains(ip),
+        std::net::IpAddr::V4(_) => false,
+    });
+    let carried = match ip {
+        std::net::IpAddr::V6(_) if denied_as_v6 => String::new(),
+        std::net::IpAddr::V6(v6) => policy::embedded_ipv4(v6)
+            .into_iter()
+            .find(|v4| policy::is_denied(&policy.denied, (*v4).into()))
+            .map(|v4| format!(" (it carries the IPv4 address {v4})"))
+            .unwrap_or_default(),
+        std::net::IpAddr::V4(_) => String::new(),
+    };
+    Err(Invalid::new(
+        Reason::DestinationNotAllowed,
+        format!("{what} is the address {ip}{carried}, which the operator may not connect to (--denied-cidrs)"),
+    ))
 }
 
 fn join_ports(ports: &[u16]) -> String {
@@ -115,6 +129,10 @@ mod tests {
             let got = smtp(&spec(server, *port), &policy).map(|d| d.host.with_port(d.port)).map_err(|e| e.reason);
             assert_eq!(got.as_deref().map_err(|r| *r), want.as_ref().map(|s| *s).map_err(|r| *r), "{server}:{port}");
         }
+        let e = smtp(&spec("64:ff9b::127.0.0.1", 587), &policy).unwrap_err();
+        assert!(e.message.contains("64:ff9b::7f00:1 (it carries the IPv4 address 127.0.0.1)"), "{}", e.message);
+        let e = smtp(&spec("::1", 587), &policy).unwrap_err();
+        assert!(e.message.contains("the address ::1, which"), "{}", e.message);
     }
 
     #[test]

@@ -85,7 +85,8 @@ mod tests {
         };
         let with_ca = "{caBundle: {configMapKeyRef: {name: ca, key: ca.crt}}}";
         let garbage = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        let cases: &[(&str, Referenced, Result<(TlsMode, TlsVersion, bool), Reason>)] = &[
+        type Case = (&'static str, Referenced, Result<(TlsMode, TlsVersion, bool), Reason>);
+        let cases: &[Case] = &[
             ("{}", Referenced::default(), Ok((TlsMode::StartTls, TlsVersion::V1_2, false))),
             (
                 "{mode: ImplicitTLS, minVersion: '1.3'}",

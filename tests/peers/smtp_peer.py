@@ -29,6 +29,7 @@ Flags:
                                  displays it: ANSI escapes, a bare CR, bidi overrides, zero-width characters, and
                                  the password and the client's base64 response echoed (the password split by \x01)
   --hostile-bytes N              size of that reply (default 1000000; SMTP clients cap a reply at about 100 KB)
+  --drop-after-data              close the connection after the message instead of answering it
   --events PATH                  JSON-lines event log
   --port N                       port to bind (default 0 = any free port)
   --verbose                      aiosmtpd/asyncio logging on stderr
@@ -88,12 +89,13 @@ class Events:
             f.flush()
 
 
-def make_certs(out_dir, wrong_name):
+def make_certs(out_dir, wrong_name, host="127.0.0.1"):
     """A fresh CA and a server certificate signed by it (testca.py, in a new directory so nothing is reused):
-    for 127.0.0.1, ::1 and localhost, or only for `wrong.invalid` with --wrong-name."""
+    for 127.0.0.1, ::1, localhost and the --host address, or only for `wrong.invalid` with --wrong-name."""
     import testca
 
-    names, ips = (("wrong.invalid",), ()) if wrong_name else (("localhost",), ("127.0.0.1", "::1"))
+    ips = tuple(dict.fromkeys(("127.0.0.1", "::1", host)))
+    names, ips = (("wrong.invalid",), ()) if wrong_name else (("localhost",), ips)
     paths = testca.ensure(tempfile.mkdtemp(prefix="certs-", dir=out_dir), names=names, ips=ips)
     return paths["ca"], paths["cert"], paths["key"]
 
@@ -147,10 +149,13 @@ class Handler:
             date=str(msg.get("Date", "")),
             message_id=str(msg.get("Message-ID", "")),
             body=body.get_content() if body is not None else "",
-            rejected=bool(self.args.reject_data),
+            rejected=bool(self.args.reject_data or self.args.drop_after_data),
         )
         if self.args.stall_data:
             await asyncio.sleep(3600)
+        if self.args.drop_after_data:
+            server.transport.abort()
+            return "421 4.3.0 (never sent: the connection is gone)"
         if self.args.reject_data:
             return "554 5.7.1 Message rejected as spam"
         return "250 2.0.0 OK queued as TEST1"
@@ -255,7 +260,7 @@ def serve_drip(args, events):
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     server = loop.run_until_complete(asyncio.start_server(
-        lambda r, w: drip_greeting(r, w, args.greeting_drip, events), host="127.0.0.1", port=args.port))
+        lambda r, w: drip_greeting(r, w, args.greeting_drip, events), host=args.host, port=args.port))
     sys.stdout.write(json.dumps({"port": server.sockets[0].getsockname()[1], "ca_pem_path": None}) + "\n")
     sys.stdout.flush()
     stop = loop.create_future()
@@ -287,8 +292,10 @@ def main():
     p.add_argument("--greeting-drip", type=float)
     p.add_argument("--hostile", action="store_true")
     p.add_argument("--hostile-bytes", type=int, default=1_000_000)
+    p.add_argument("--drop-after-data", action="store_true")
     p.add_argument("--events")
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (e.g. the test node's gateway)")
     p.add_argument("--verbose", action="store_true", help="aiosmtpd/asyncio logs on stderr")
     args = p.parse_args()
     if not args.tls_no_alert:
@@ -314,7 +321,7 @@ def main():
             else os.path.dirname(os.path.abspath(args.events)) if args.events
             else tempfile.mkdtemp(prefix="smtp-peer-")
         )
-        ca_path, cert_path, key_path = make_certs(out_dir, args.wrong_name)
+        ca_path, cert_path, key_path = make_certs(out_dir, args.wrong_name, args.host)
         if args.ca_out and os.path.abspath(args.ca_out) != ca_path:
             with open(ca_path, "rb") as src, open(args.ca_out, "wb") as dst:
                 dst.write(src.read())
@@ -375,7 +382,7 @@ def main():
         loop.set_exception_handler(lambda _loop, _ctx: None)
     server = loop.run_until_complete(
         loop.create_server(
-            factory, host="127.0.0.1", port=args.port,
+            factory, host=args.host, port=args.port,
             ssl=tls_ctx if args.tls == "implicit" else None,
         )
     )

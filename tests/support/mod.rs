@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 pub mod kube;
+pub mod node;
 pub mod oauth;
 pub mod operator;
 pub mod rbac;
+pub mod relay;
 pub mod smtp_peer;

@@ -121,31 +121,31 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     (code, body)
 }
 
-/// Applies the CRD (server-side) and waits until it is established.
+/// Applies every CRD of `smtp-operator crd` (server-side) and waits until each is established.
 pub async fn install_crd(client: &kube::Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&smtp_operator::crdgen::crd_yaml()).unwrap();
-    crds.patch(
-        "smtpsettings.smtp-operator.io",
-        &PatchParams::apply("smtp-operator-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("apply CRD");
-    for _ in 0..200 {
-        let c = crds.get("smtpsettings.smtp-operator.io").await.unwrap();
-        let established = c
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        if established {
-            return;
+    for (_, yaml) in smtp_operator::crdgen::crds() {
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).unwrap();
+        let name = crd.metadata.name.clone().expect("CRD name");
+        crds.patch(&name, &PatchParams::apply("smtp-operator-tests").force(), &Patch::Apply(&crd))
+            .await
+            .expect("apply CRD");
+        let mut established = false;
+        for _ in 0..200 {
+            let c = crds.get(&name).await.unwrap();
+            established = c
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(established, "CRD {name} not established");
     }
-    panic!("CRD not established");
 }
 
 /// Creates a Secret with string values and annotations.

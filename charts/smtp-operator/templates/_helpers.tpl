@@ -89,3 +89,32 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/* What the relay controller needs for SmtpRelays (docs/relay.md): their objects, by server-side apply.
+The Role it creates for a relay grants only `get` on named Secrets/ConfigMaps, which the operator holds. */}}
+{{- define "smtp-operator.relayRules" -}}
+- apiGroups: ["smtp-operator.io"]
+  resources: ["smtprelays"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["smtp-operator.io"]
+  resources: ["smtprelays/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
+- apiGroups: [""]
+  resources: ["services", "serviceaccounts"]
+  verbs: ["get", "create", "patch", "update"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["get", "create", "patch", "update"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "create", "patch", "update", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch", "update", "delete"]
+{{- end }}

@@ -1,23 +1,29 @@
 //! A token cache shared by every caller (clone = same cache).
 //!
-//! Key: token URL, client id, grant kind, scopes (as a set), JWT subject, client auth method, extra trust
-//! anchors, and a caller-supplied `secret_version` (e.g. the Secrets' resourceVersions): a token is reused only
-//! for the credentials it was obtained with. A new version for the same identity replaces (drops) the old entry.
+//! Key: the app identity (token URL, client id, grant kind, scopes as a set, JWT subject, client auth method,
+//! a digest of the extra trust anchors) plus a keyed hash of the credential material itself (client secret,
+//! refresh token, private key): HMAC-SHA256 with a random key made when the cache is created, so the key
+//! identifies the credential without holding it and means nothing outside this process. Hence identical
+//! credentials share one token whatever Secret (or namespace) they come from, a rotated value gets its own
+//! entry and token, and a wrong secret (its own entry, never filled) never evicts a good one.
 //!
 //! A token is reused until `expires_in` minus a margin (60 s, or 10 % of lifetimes under 10 minutes), counted
 //! from when the request was sent. Answers without `expires_in` are not reused. Failures are not cached.
+//! Entries that nobody uses and whose token can no longer be reused are dropped on the next call.
 //! Single flight: concurrent calls for one key wait for one fetch and then share its token.
+//! [`TokenCache::invalidate`] drops a token the SMTP server refused (only that token: a newer one stays).
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ring::{digest, hmac, rand};
 use tokio::time::Instant;
 
-use super::{AccessToken, ClientAuth, GrantKind, TokenError, TokenRequest, request_token};
+use super::{AccessToken, ClientAuth, Grant, GrantKind, TokenError, TokenRequest, request_token};
+use crate::engine::SecretValue;
 
 /// Margin before expiry for lifetimes of at least 10 minutes.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
@@ -30,22 +36,40 @@ pub fn reuse_for(expires_in: Option<Duration>) -> Option<Duration> {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Identity {
+struct Key {
     token_url: String,
     client_id: String,
     grant: GrantKind,
     scopes: Vec<String>,
     subject: String,
     client_auth: ClientAuth,
-    /// Hash of the extra trust anchors: a changed CA bundle is checked again by a new request.
-    roots: u64,
+    /// SHA-256 of the extra trust anchors: a changed CA bundle is checked again by a new request.
+    roots: [u8; 32],
+    /// HMAC-SHA256 of the credential material under the cache's random key.
+    material: [u8; 32],
 }
 
-impl Identity {
-    fn of(req: &TokenRequest) -> Self {
+impl Key {
+    fn of(req: &TokenRequest, hmac_key: &hmac::Key) -> Self {
         let mut scopes = req.scopes.clone();
         scopes.sort();
         scopes.dedup();
+        let mut roots = digest::Context::new(&digest::SHA256);
+        for r in &req.extra_roots {
+            roots.update(&(r.len() as u64).to_be_bytes());
+            roots.update(r);
+        }
+        let mut material = hmac::Context::with_key(hmac_key);
+        let values: Vec<&SecretValue> = match &req.grant {
+            Grant::ClientCredentials { client_secret } => vec![client_secret],
+            Grant::RefreshToken { client_secret, refresh_token } => vec![client_secret, refresh_token],
+            Grant::JwtBearer { private_key, .. } => vec![private_key],
+        };
+        for v in values {
+            // length-prefixed, so no two lists of values hash alike
+            material.update(&(v.expose().len() as u64).to_be_bytes());
+            material.update(v.expose());
+        }
         Self {
             token_url: req.token_url.clone(),
             client_id: req.client_id.clone(),
@@ -53,11 +77,8 @@ impl Identity {
             scopes,
             subject: req.grant.subject().to_string(),
             client_auth: req.client_auth,
-            roots: {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                req.extra_roots.hash(&mut h);
-                h.finish()
-            },
+            roots: roots.finish().as_ref().try_into().expect("SHA-256 is 32 bytes"),
+            material: material.sign().as_ref().try_into().expect("HMAC-SHA256 is 32 bytes"),
         }
     }
 }
@@ -69,18 +90,27 @@ struct Cached {
 
 type Cell = Arc<tokio::sync::Mutex<Option<Cached>>>;
 
-struct Slot {
-    version: String,
-    cell: Cell,
-}
-
-#[derive(Default)]
 struct Inner {
-    slots: Mutex<HashMap<Identity, Slot>>,
+    hmac_key: hmac::Key,
+    slots: Mutex<HashMap<Key, Cell>>,
     requests: AtomicU64,
     hits: AtomicU64,
     failures: AtomicU64,
     successes: AtomicU64,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            hmac_key: hmac::Key::generate(hmac::HMAC_SHA256, &rand::SystemRandom::new())
+                .expect("the system random source works"),
+            slots: Mutex::default(),
+            requests: AtomicU64::default(),
+            hits: AtomicU64::default(),
+            failures: AtomicU64::default(),
+            successes: AtomicU64::default(),
+        }
+    }
 }
 
 /// The shared token cache. Cheap to clone; all clones share entries and counters.
@@ -105,16 +135,20 @@ impl TokenCache {
     }
 
     /// A token for `req`: the cached one while it may be reused, else a new one from the endpoint.
-    pub async fn get(&self, req: &TokenRequest, secret_version: &str) -> Result<AccessToken, TokenError> {
-        self.get_with(req, secret_version, || request_token(req)).await
+    pub async fn get(&self, req: &TokenRequest) -> Result<AccessToken, TokenError> {
+        self.get_with(req, || request_token(req)).await
     }
 
-    /// Drops the cached token for `req` (e.g. after the SMTP server rejected it).
-    pub fn invalidate(&self, req: &TokenRequest, secret_version: &str) {
-        let id = Identity::of(req);
-        let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if slots.get(&id).is_some_and(|s| s.version == secret_version) {
-            slots.remove(&id);
+    /// Drops `refused` from the cache (the SMTP server rejected it), so the next call fetches a new token. A
+    /// different token cached meanwhile for the same key stays.
+    pub fn invalidate(&self, req: &TokenRequest, refused: &SecretValue) {
+        let key = Key::of(req, &self.inner.hmac_key);
+        let cell = self.slots().get(&key).cloned();
+        if let Some(cell) = cell
+            && let Ok(mut c) = cell.try_lock()
+            && c.as_ref().is_some_and(|c| c.token.token.expose() == refused.expose())
+        {
+            *c = None;
         }
     }
 
@@ -141,43 +175,40 @@ impl TokenCache {
 
     /// Entries currently held.
     pub fn len(&self) -> usize {
-        self.inner.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.slots().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    async fn get_with<F, Fut>(&self, req: &TokenRequest, version: &str, fetch: F) -> Result<AccessToken, TokenError>
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Cell>> {
+        self.inner.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The entry for `key`, created when absent, after dropping the entries nobody uses whose token can no
+    /// longer be reused. "Using" includes a caller that has taken a cell but not locked it yet (its entry is
+    /// still empty): dropping that entry would let the next caller fetch a second token. Clones are only made
+    /// under this lock, so the count cannot grow while we look.
+    fn cell(&self, key: Key) -> Cell {
+        let mut slots = self.slots();
+        let now = Instant::now();
+        slots.retain(|_, cell| {
+            Arc::strong_count(cell) > 1
+                || match cell.try_lock() {
+                    Ok(c) => c.as_ref().is_some_and(|c| c.reuse_until > now),
+                    Err(_) => true,
+                }
+        });
+        slots.entry(key).or_default().clone()
+    }
+
+    async fn get_with<F, Fut>(&self, req: &TokenRequest, fetch: F) -> Result<AccessToken, TokenError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<AccessToken, TokenError>>,
     {
-        let id = Identity::of(req);
-        let cell = {
-            let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            // drop entries nobody is using whose token can no longer be reused. "Using" includes a caller that
-            // has taken the cell but not locked it yet (its entry is still empty): dropping that entry would
-            // let the next caller fetch a second token. Clones are only made under this lock, so the count
-            // cannot grow while we look.
-            slots.retain(|_, s| {
-                Arc::strong_count(&s.cell) > 1
-                    || match s.cell.try_lock() {
-                        Ok(c) => c.as_ref().is_some_and(|c| c.reuse_until > now),
-                        Err(_) => true,
-                    }
-            });
-            match slots.get(&id) {
-                Some(s) if s.version == version => s.cell.clone(),
-                _ => {
-                    let cell: Cell = Arc::default();
-                    slots.insert(id, Slot { version: version.to_string(), cell: cell.clone() });
-                    cell
-                }
-            }
-        };
-
+        let cell = self.cell(Key::of(req, &self.inner.hmac_key));
         let mut guard = cell.lock().await;
         if let Some(c) = guard.as_ref()
             && Instant::now() < c.reuse_until
@@ -211,10 +242,14 @@ mod tests {
     use crate::engine::{DialPolicy, Reason, SecretValue, Step};
 
     fn req(scopes: &[&str]) -> TokenRequest {
+        with_secret(scopes, "s")
+    }
+
+    fn with_secret(scopes: &[&str], secret: &str) -> TokenRequest {
         TokenRequest {
             token_url: "https://auth.example/token".into(),
             client_id: "c".into(),
-            grant: Grant::ClientCredentials { client_secret: SecretValue::new("s") },
+            grant: Grant::ClientCredentials { client_secret: SecretValue::new(secret) },
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             client_auth: ClientAuth::RequestBody,
             extra_roots: vec![],
@@ -224,7 +259,15 @@ mod tests {
     }
 
     fn ok(secs: Option<u64>) -> Result<AccessToken, TokenError> {
-        Ok(AccessToken { token: SecretValue::new("t"), expires_in: secs.map(Duration::from_secs) })
+        token("t", secs)
+    }
+
+    fn token(value: &str, secs: Option<u64>) -> Result<AccessToken, TokenError> {
+        Ok(AccessToken { token: SecretValue::new(value), expires_in: secs.map(Duration::from_secs) })
+    }
+
+    fn refused() -> Result<AccessToken, TokenError> {
+        Err(TokenError { step: Step::Token, reason: Reason::TokenRequestFailed, message: "invalid_client".into() })
     }
 
     #[test]
@@ -235,36 +278,103 @@ mod tests {
         assert_eq!(reuse_for(None), None);
     }
 
+    #[test]
+    fn key_covers_identity_and_material_but_holds_no_secret() {
+        let cache = TokenCache::new();
+        let k = |r: &TokenRequest| Key::of(r, &cache.inner.hmac_key);
+        let base = with_secret(&["a", "b"], "secret-1");
+        assert_eq!(k(&base), k(&with_secret(&["b", "a", "a"], "secret-1")), "scopes are a set");
+        let mut rt = base.clone();
+        rt.grant =
+            Grant::RefreshToken { client_secret: SecretValue::new("secret-1"), refresh_token: SecretValue::new("") };
+        let mut roots = base.clone();
+        roots.extra_roots = vec![vec![1, 2, 3]];
+        let mut auth = base.clone();
+        auth.client_auth = ClientAuth::BasicAuth;
+        let mut id = base.clone();
+        id.client_id = "other".into();
+        for (what, other) in [
+            ("secret", with_secret(&["a", "b"], "secret-2")),
+            ("grant", rt),
+            ("roots", roots),
+            ("client auth", auth),
+            ("client id", id),
+        ] {
+            assert_ne!(k(&base), k(&other), "{what} is part of the key");
+        }
+        assert!(!format!("{:?}", k(&base)).contains("secret-1"));
+        // another cache (process) has another key: the hash means nothing outside it
+        assert_ne!(k(&base).material, Key::of(&base, &TokenCache::new().inner.hmac_key).material);
+    }
+
     // Pure cache logic with a stand-in fetch; the real endpoint is exercised in tests/token.rs.
     #[tokio::test]
-    async fn reuse_versions_failures_and_expiry() {
+    async fn reuse_failures_and_expiry() {
         let cache = TokenCache::new();
         let r = req(&["b", "a"]);
-        cache.get_with(&r, "v1", || async { ok(Some(100)) }).await.unwrap();
-        cache.get_with(&req(&["a", "b"]), "v1", || async { panic!("must be cached") }).await.unwrap();
+        cache.get_with(&r, || async { ok(Some(1)) }).await.unwrap();
+        cache.get_with(&req(&["a", "b"]), || async { panic!("must be cached") }).await.unwrap();
         assert_eq!((cache.token_requests(), cache.cache_hits()), (1, 1));
-
-        cache.get_with(&r, "v2", || async { ok(Some(1)) }).await.unwrap();
-        assert_eq!((cache.token_requests(), cache.len()), (2, 1), "old version dropped");
-
         // lifetime 1 s, reused for 0.9 s
         tokio::time::sleep(Duration::from_millis(950)).await;
-        cache.get_with(&r, "v2", || async { ok(Some(100)) }).await.unwrap();
-        assert_eq!(cache.token_requests(), 3, "expired within the margin");
+        cache.get_with(&r, || async { ok(Some(100)) }).await.unwrap();
+        assert_eq!(cache.token_requests(), 2, "expired within the margin");
 
         let other = req(&["x"]);
-        let fail = || async {
-            Err(TokenError { step: Step::Token, reason: Reason::TokenRequestFailed, message: "no".into() })
-        };
-        assert!(cache.get_with(&other, "v1", fail).await.is_err());
-        cache.get_with(&other, "v1", || async { ok(Some(100)) }).await.unwrap();
-        assert_eq!((cache.token_requests(), cache.token_failures()), (5, 1), "failures are not cached");
-        assert_eq!(cache.token_successes(), 4);
+        assert!(cache.get_with(&other, || async { refused() }).await.is_err());
+        cache.get_with(&other, || async { ok(Some(100)) }).await.unwrap();
+        assert_eq!((cache.token_requests(), cache.token_failures(), cache.token_successes()), (4, 1, 3));
 
-        cache.invalidate(&other, "v1");
-        cache.get_with(&other, "v1", || async { ok(None) }).await.unwrap();
-        cache.get_with(&other, "v1", || async { ok(None) }).await.unwrap();
-        assert_eq!(cache.token_requests(), 7, "no expires_in: not reused");
+        cache.get_with(&other, || async { ok(None) }).await.unwrap();
+        let before = cache.token_requests();
+        cache.invalidate(&other, &SecretValue::new("t"));
+        cache.get_with(&other, || async { ok(None) }).await.unwrap();
+        cache.get_with(&other, || async { ok(None) }).await.unwrap();
+        assert_eq!(cache.token_requests(), before + 2, "no expires_in: not reused");
+    }
+
+    #[tokio::test]
+    async fn copies_share_rotation_gets_a_new_token_and_a_wrong_secret_evicts_nothing() {
+        let cache = TokenCache::new();
+        // the same value read from three Secrets: one token
+        for _ in 0..3 {
+            let t = cache.get_with(&with_secret(&[], "good"), || async { token("t-good", Some(3600)) }).await;
+            assert_eq!(t.unwrap().token.expose(), b"t-good");
+        }
+        assert_eq!(cache.token_requests(), 1);
+        // a wrong copy fails, again and again, and the good token stays
+        for _ in 0..3 {
+            assert!(cache.get_with(&with_secret(&[], "wrong"), || async { refused() }).await.is_err());
+            let good = with_secret(&[], "good");
+            let t = cache.get_with(&good, || async { panic!("the good token was evicted") }).await;
+            assert_eq!(t.unwrap().token.expose(), b"t-good");
+        }
+        assert_eq!((cache.token_requests(), cache.token_failures()), (4, 3));
+        // a rotated value gets its own token; the old one stays for copies not yet rotated
+        let t = cache.get_with(&with_secret(&[], "rotated"), || async { token("t-rotated", Some(3600)) }).await;
+        assert_eq!(t.unwrap().token.expose(), b"t-rotated");
+        let t = cache.get_with(&with_secret(&[], "good"), || async { panic!("still cached") }).await;
+        assert_eq!(t.unwrap().token.expose(), b"t-good");
+        assert_eq!(cache.len(), 2, "the failed entry is not kept");
+    }
+
+    #[tokio::test]
+    async fn refused_token_is_dropped_once_and_expired_unused_entries_go() {
+        let cache = TokenCache::new();
+        let r = with_secret(&[], "good");
+        cache.get_with(&r, || async { token("t1", Some(3600)) }).await.unwrap();
+        // a refusal of another (older) token leaves the cached one
+        cache.invalidate(&r, &SecretValue::new("t0"));
+        cache.get_with(&r, || async { panic!("t1 stays") }).await.unwrap();
+        cache.invalidate(&r, &SecretValue::new("t1"));
+        let t = cache.get_with(&r, || async { token("t2", Some(3600)) }).await.unwrap();
+        assert_eq!((t.token.expose(), cache.token_requests()), (&b"t2"[..], 2));
+
+        cache.get_with(&with_secret(&[], "short"), || async { token("s", Some(1)) }).await.unwrap();
+        assert_eq!(cache.len(), 2);
+        tokio::time::sleep(Duration::from_millis(950)).await;
+        cache.get_with(&r, || async { panic!("t2 stays") }).await.unwrap();
+        assert_eq!(cache.len(), 1, "the expired, unused entry was dropped");
     }
 
     /// Single flight holds on the multi-threaded runtime too: a caller that has just created an entry (and not
@@ -279,7 +389,7 @@ mod tests {
                     let (cache, fetches) = (cache.clone(), fetches.clone());
                     tokio::spawn(async move {
                         cache
-                            .get_with(&req(&[]), "v1", || async move {
+                            .get_with(&req(&[]), || async move {
                                 fetches.fetch_add(1, Ordering::Relaxed);
                                 tokio::time::sleep(Duration::from_millis(2)).await;
                                 ok(Some(100))

@@ -1,0 +1,68 @@
+//! Relay metrics (prefix `smtp_relay_`): `smtp_relay_messages_total{result,class}`,
+//! `smtp_relay_upstream_duration_seconds`, `smtp_relay_auth_failures_total{reason}`. Counters are registered without `_total` (the client adds it).
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    pub result: String,
+    /// Reply class the client got: `2xx`, `4xx`, `5xx`.
+    pub class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+pub struct RelayMetrics {
+    messages: Family<MessageLabels, Counter>,
+    upstream: Histogram,
+    auth_failures: Family<ReasonLabels, Counter>,
+    registry: Mutex<Registry>,
+}
+
+impl Default for RelayMetrics {
+    fn default() -> Self {
+        let messages = Family::<MessageLabels, Counter>::default();
+        let upstream = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        let mut registry = Registry::with_prefix("smtp_relay");
+        registry.register("messages", "Messages by result and the reply class the client got", messages.clone());
+        registry.register(
+            "upstream_duration_seconds",
+            "Time from DATA to the upstream's final reply",
+            upstream.clone(),
+        );
+        registry.register("auth_failures", "Failed client logins, by reason", auth_failures.clone());
+        Self { messages, upstream, auth_failures, registry: Mutex::new(registry) }
+    }
+}
+
+impl RelayMetrics {
+    pub fn message(&self, result: &str, class: u16) {
+        let labels = MessageLabels { result: result.into(), class: format!("{}xx", class.clamp(2, 5)) };
+        self.messages.get_or_create(&labels).inc();
+    }
+
+    pub fn upstream_duration(&self, seconds: f64) {
+        self.upstream.observe(seconds);
+    }
+
+    pub fn auth_failure(&self, reason: &str) {
+        self.auth_failures.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}

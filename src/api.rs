@@ -1,6 +1,6 @@
-//! The `SmtpSettings` custom resource (API group `smtp-operator.io/v1alpha1`), exactly as the public contract
-//! (`CONTRACT.md` §1–§3) gives it. Every field carries a doc comment: it becomes the CRD description that
-//! `kubectl explain` prints. What the structural schema and CEL can refuse at `kubectl apply` is declared here;
+//! The `SmtpSettings` custom resource (API group `smtp-operator.io/v1alpha1`), the public API that docs/api.md
+//! describes field by field. Every field carries a doc comment: it becomes the CRD description that
+//! `kubectl explain` prints (paragraph line breaks are joined by `crate::crdgen`). What the structural schema and CEL can refuse at `kubectl apply` is declared here;
 //! the rest (full RFC 5322 parse of `from`, CA PEM parse, …) is checked by [`crate::validate`].
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -411,7 +411,7 @@ pub enum CheckResult {
 pub struct TestEmailStatus {
     /// The `smtp-operator.io/test-email-requested-at` value this answers.
     pub request: String,
-    /// `Sent`, `Failed` or `Deferred`.
+    /// `Sent`, `Failed`, `Deferred`, `Sending` or `Unknown` (see docs/api.md).
     pub result: TestEmailResult,
     /// When it was handled (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -431,4 +431,9 @@ pub enum TestEmailResult {
     Failed,
     /// Waiting for the rate limit; it will be sent.
     Deferred,
+    /// Recorded just before the message is handed to the server, so that it is never sent twice.
+    Sending,
+    /// The operator stopped while sending (restart, crash or leader change): whether it was delivered is
+    /// unknown, and it is not sent again.
+    Unknown,
 }

@@ -1,4 +1,4 @@
-//! The command line (contract §4): `run`, `crd`, `check`. Every `run` flag can also be set by an environment
+//! The command line (docs/api.md, "flags"): `run`, `crd`, `check`. Every `run` flag can also be set by an environment
 //! variable `SMTP_OPERATOR_<FLAG>` (e.g. `SMTP_OPERATOR_ALLOWED_PORTS`), which the Helm chart uses.
 
 use std::path::PathBuf;
@@ -15,6 +15,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Run the controller (the container's entrypoint). Uses the usual kubeconfig / in-cluster config.
     Run(RunArgs),
@@ -109,9 +110,19 @@ pub struct RunArgs {
         num_args = 0..=1, require_equals = false, default_missing_value = "true")]
     pub leader_elect: bool,
 
-    /// Namespace of the Lease (default: the pod's namespace from POD_NAMESPACE, else `default`).
+    /// Namespace of the Lease (default: the pod's namespace from POD_NAMESPACE, else the ServiceAccount's
+    /// namespace file, else `default`).
     #[arg(long, env = "SMTP_OPERATOR_LEADER_ELECTION_NAMESPACE")]
     pub leader_election_namespace: Option<String>,
+
+    /// This pod's name (the chart sets `POD_NAME` from the downward API): the leader identity, the event
+    /// reporter instance and the EHLO name.
+    #[arg(long, env = "POD_NAME", hide = true)]
+    pub pod_name: Option<String>,
+
+    /// This pod's namespace (the chart sets `POD_NAMESPACE` from the downward API).
+    #[arg(long, env = "POD_NAMESPACE", hide = true)]
+    pub pod_namespace: Option<String>,
 
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, env = "SMTP_OPERATOR_METRICS_ADDR", default_value = "0.0.0.0:8080")]

@@ -1,16 +1,28 @@
-//! The metrics and health endpoint on `--metrics-addr`: `/metrics` (OpenMetrics text), `/healthz` (the process
-//! answers) and `/readyz` (the resource cache is synced and the leader/standby role is known). A deliberately
-//! tiny HTTP/1.1 responder: GET only, one request per connection, bounded reads and time.
+//! The metrics and health endpoint on `--metrics-addr` (docs/api.md, "Metrics"): `/metrics` (OpenMetrics
+//! text), `/healthz` (the process answers) and `/readyz` (the resource cache is synced and the leader/standby
+//! role is known), served by hyper's HTTP/1 server: GET (and HEAD) only, bounded header read time, one time
+//! budget per connection.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
 use tracing::{debug, info};
 
 use crate::metrics::Metrics;
+
+/// One connection may live this long (a scrape takes milliseconds).
+const CONNECTION_BUDGET: Duration = Duration::from_secs(10);
 
 /// What `/readyz` reports.
 #[derive(Default)]
@@ -55,45 +67,42 @@ pub async fn serve_with(
             let Ok((stream, _)) = listener.accept().await else { continue };
             let (metrics, health) = (metrics.clone(), health.clone());
             tokio::spawn(async move {
-                if let Err(e) = tokio::time::timeout(Duration::from_secs(10), handle(stream, &metrics, &health)).await {
-                    debug!(error = %e, "metrics connection timed out");
+                let service = service_fn(move |req| {
+                    let response = respond(&req, &metrics, &health);
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(5))
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(stream), service);
+                match tokio::time::timeout(CONNECTION_BUDGET, conn).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => debug!(error = %e, "metrics connection failed"),
+                    Err(_) => debug!("metrics connection timed out"),
                 }
             });
         }
     }))
 }
 
-async fn handle(mut stream: TcpStream, metrics: &Encode, health: &Health) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 8192];
-    let mut len = 0;
-    while len < buf.len() {
-        let n = stream.read(&mut buf[len..]).await?;
-        if n == 0 {
-            break;
+/// The answer to one request (pure apart from reading the metrics and health state).
+fn respond(req: &Request<Incoming>, metrics: &Encode, health: &Health) -> Response<Full<Bytes>> {
+    let text = "text/plain; charset=utf-8";
+    let (status, ctype, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics())
         }
-        len += n;
-        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
+        (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, text, "ok\n".to_string()),
+        (&Method::GET | &Method::HEAD, "/readyz") if health.ready() => (StatusCode::OK, text, "ready\n".to_string()),
+        (&Method::GET | &Method::HEAD, "/readyz") => {
+            (StatusCode::SERVICE_UNAVAILABLE, text, "not ready: caches not synced or role unknown\n".to_string())
         }
-    }
-    let head = String::from_utf8_lossy(&buf[..len]);
-    let mut parts = head.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics()),
-        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
-        ("GET", "/readyz") if health.ready() => ("200 OK", "text/plain", "ready\n".to_string()),
-        ("GET", "/readyz") => {
-            ("503 Service Unavailable", "text/plain", "not ready: caches not synced or role unknown\n".to_string())
-        }
-        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        _ => ("405 Method Not Allowed", "text/plain", "method not allowed\n".to_string()),
+        (&Method::GET | &Method::HEAD, _) => (StatusCode::NOT_FOUND, text, "not found\n".to_string()),
+        _ => (StatusCode::METHOD_NOT_ALLOWED, text, "method not allowed\n".to_string()),
     };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    response
 }

@@ -23,8 +23,8 @@ pub const LEASE_DURATION: u64 = 15;
 pub const LEASE_GRACE: u64 = 5;
 
 /// This instance's identity in the Lease: the pod name, else host name and pid.
-pub fn identity() -> String {
-    std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
+pub fn identity(pod_name: Option<&str>) -> String {
+    pod_name.filter(|s| !s.is_empty()).map(str::to_string).unwrap_or_else(|| {
         let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
         format!("{}-{}", if host.is_empty() { "smtp-operator" } else { &host }, std::process::id())
     })
@@ -39,6 +39,7 @@ async fn wait_until(rx: &mut watch::Receiver<bool>, value: bool) -> bool {
 pub async fn run_elected<F, Fut>(
     client: Client,
     namespace: &str,
+    identity: &str,
     mut shutdown: watch::Receiver<bool>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
@@ -48,7 +49,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let identity = identity();
+    let identity = identity.to_string();
     let manager = LeaseManagerBuilder::new(client, LEASE_NAME)
         .with_namespace(namespace)
         .with_identity(identity.clone())

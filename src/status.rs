@@ -1,12 +1,137 @@
-//! From a validation result or a check report to the desired conditions and `status.lastCheck` (pure).
+//! Every status transition of an SmtpSettings (pure): [`next`] turns the current status and what a reconcile
+//! found (an [`Outcome`]) into the status to write. The controller writes only what this module returns.
 //! Messages name the failing step, carry the server's reply, say what to do next, and hold no timestamps or
-//! ids that change on every check (so an unchanged outcome writes nothing).
+//! ids that change on every check (so an unchanged outcome writes nothing). The fields, conditions and reasons
+//! are described in docs/api.md.
 
-use crate::api::{CheckResult, LastCheck};
-use crate::conditions::{AUTHENTICATED, CONNECTED, Desired, READY, Status, VALID};
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::{CheckResult, LastCheck, SmtpSettingsStatus, TestEmailResult, TestEmailStatus};
+use crate::conditions::{self, AUTHENTICATED, CONNECTED, Desired, READY, Status, VALID};
 use crate::engine::reason::ConditionKind;
 use crate::engine::{Credentials, Failure, Report};
+use crate::ratelimit::Limit;
 use crate::validate::Invalid;
+
+/// Longest `status.testEmail.message`.
+const MAX_TEST_EMAIL_MESSAGE: usize = 1024;
+
+/// What a reconcile found, as far as the status is concerned.
+#[derive(Debug)]
+pub enum Outcome<'a> {
+    /// The spec or a referenced object is not usable; a test-email request for it fails.
+    Invalid { invalid: &'a Invalid, test_request: Option<&'a str> },
+    /// A check is owed but waits for `limit` until `until` (`status.nextCheckTime`).
+    Deferred { until: Timestamp, limit: Limit, test_request: Option<&'a str> },
+    /// A check is about to run or running: `Ready=Unknown CheckPending` for a first check or a new
+    /// generation, and `testEmail.result: Sending` when it sends the test email for `sending`.
+    Pending { sending: Option<&'a str> },
+    /// `testEmail` says `Sending` for the current request: an operator stopped while sending it. Whether it
+    /// left is unknown; it is not sent again.
+    Interrupted { request: &'a str },
+    /// A check ran.
+    Checked(Checked<'a>),
+}
+
+/// A finished check and what it covered.
+#[derive(Debug)]
+pub struct Checked<'a> {
+    pub report: &'a Report,
+    pub credentials: &'a Credentials,
+    pub oauth: bool,
+    pub insecure: bool,
+    /// Digest of what the check covered (`status.lastCheck.inputs`).
+    pub inputs: String,
+    /// The periodic re-check interval, when there is one.
+    pub period: Option<Duration>,
+    /// The test-email request this check answered (the message was part of it).
+    pub test_request: Option<&'a str>,
+}
+
+/// The status after `outcome`, from `current`. `now` is the time of the reconcile (seconds precision).
+pub fn next(
+    current: &SmtpSettingsStatus,
+    outcome: &Outcome,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> SmtpSettingsStatus {
+    let mut next = current.clone();
+    let merge = |desired: &[Desired]| conditions::merge(&current.conditions, desired, generation, now);
+    match outcome {
+        Outcome::Invalid { invalid: i, test_request } => {
+            next.conditions = merge(&invalid(i));
+            next.observed_generation = generation;
+            next.next_check_time = None;
+            if let Some(request) = test_request {
+                let message = format!("not sent: {}: {}", i.reason, i.message);
+                next.test_email = Some(test_email(request, TestEmailResult::Failed, Some(now), message));
+            }
+        }
+        Outcome::Deferred { until, limit, test_request } => {
+            let message = format!("a check is owed but waits for {limit}; status.nextCheckTime says when it runs");
+            next.conditions = merge(&[Desired::new(READY, Status::Unknown, CHECK_DEFERRED, message)]);
+            next.next_check_time = Some(until.to_string());
+            if let Some(request) = test_request {
+                let message = format!("waits for {limit}; it is sent with the check at status.nextCheckTime");
+                next.test_email = Some(test_email(request, TestEmailResult::Deferred, None, message));
+            }
+        }
+        Outcome::Pending { sending } => {
+            if needs_pending(current, generation) {
+                let message = "a check of the SMTP server is running";
+                next.conditions = merge(&[Desired::new(READY, Status::Unknown, CHECK_PENDING, message)]);
+                next.observed_generation = generation;
+            }
+            if let Some(request) = sending {
+                let message = "being sent with the running check";
+                next.test_email = Some(test_email(request, TestEmailResult::Sending, Some(now), message.into()));
+            }
+        }
+        Outcome::Interrupted { request } => {
+            let message = "the operator stopped while sending this test email (restart, crash or leader change), \
+                so whether it was delivered is unknown; it is not sent again: set a new annotation value to send another";
+            next.test_email = Some(test_email(request, TestEmailResult::Unknown, Some(now), message.into()));
+        }
+        Outcome::Checked(c) => {
+            next.conditions = merge(&from_report(c.report, c.credentials, c.oauth, c.insecure));
+            next.observed_generation = generation;
+            next.last_check = Some(last_check(c.report, now.to_string(), c.inputs.clone()));
+            next.next_check_time = c.period.map(|p| (now + p).to_string());
+            if let Some(request) = c.test_request {
+                next.test_email = Some(test_email_result(request, c.report, now));
+            }
+        }
+    }
+    next
+}
+
+/// Whether a check owed now shows `Ready=Unknown CheckPending`: a first check, or one for a new generation.
+pub fn needs_pending(current: &SmtpSettingsStatus, generation: Option<i64>) -> bool {
+    conditions::find(&current.conditions, READY).is_none() || current.observed_generation != generation
+}
+
+fn test_email(request: &str, result: TestEmailResult, time: Option<Timestamp>, message: String) -> TestEmailStatus {
+    TestEmailStatus {
+        request: request.into(),
+        result,
+        time: time.map(|t| t.to_string()),
+        message: conditions::truncate(message, MAX_TEST_EMAIL_MESSAGE),
+    }
+}
+
+/// `status.testEmail` after a check that carried the test message.
+fn test_email_result(request: &str, report: &Report, now: Timestamp) -> TestEmailStatus {
+    let (result, message) = match (&report.outcome, &report.test_email) {
+        (Ok(()), Some(Ok(reply))) => (TestEmailResult::Sent, reply.clone()),
+        (Ok(()), None) => (TestEmailResult::Failed, "not sent: spec.testEmail.to lists no recipient".into()),
+        (Err(f), _) | (Ok(()), Some(Err(f))) => {
+            (TestEmailResult::Failed, format!("{}: {}", f.reason, failure_message(f)))
+        }
+    };
+    test_email(request, result, Some(now), message)
+}
 
 /// Reason of `Ready=True`.
 pub const CHECK_SUCCEEDED: &str = "CheckSucceeded";

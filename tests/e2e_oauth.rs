@@ -242,10 +242,9 @@ async fn every_grant_goes_ready_with_xoauth2_at_postfix_and_dovecot() {
     tokio::time::sleep(Duration::from_millis(1200)).await; // past --min-check-interval 1s
     annotate_smtp(&client, ns.name(), "client-credentials", "smtp-operator.io/test-email-requested-at", "t1").await;
     let obj = wait_for(&client, ns.name(), "client-credentials", 60, |o| {
-        o.status
-            .as_ref()
-            .and_then(|s| s.test_email.as_ref())
-            .is_some_and(|t| t.request == "t1" && t.result != TestEmailResult::Deferred)
+        o.status.as_ref().and_then(|s| s.test_email.as_ref()).is_some_and(|t| {
+            t.request == "t1" && !matches!(t.result, TestEmailResult::Deferred | TestEmailResult::Sending)
+        })
     })
     .await;
     let te = obj.status.unwrap().test_email.unwrap();

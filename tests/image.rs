@@ -167,6 +167,13 @@ fn the_script_image_matches_the_dockerfile() {
     assert!(ca.matches("BEGIN CERTIFICATE").count() > 50, "a CA bundle");
     assert!(entry(&listing, "tmp").starts_with("drwxrwxrwt 0/0 "), "{}", entry(&listing, "tmp"));
     assert!(std::fs::read_to_string(rootfs.join("etc/nsswitch.conf")).unwrap().contains("hosts: files dns"));
+    // the image's user can read and traverse everything but its private home (a umask must not leak in)
+    for line in listing.lines() {
+        let mode = &line[..10];
+        let ok = matches!(mode, "drwxr-xr-x" | "drwxrwxrwt" | "-rwxr-xr-x" | "-rw-r--r--" | "lrwxrwxrwx")
+            || (mode == "drwx------" && line.ends_with("home/nonroot/"));
+        assert!(ok, "unexpected mode: {line}");
+    }
     // only the home belongs to the user: nothing else in the image is writable by it
     for line in listing.lines() {
         assert!(line.contains(" 0/0 ") || line.contains("home/nonroot"), "not root-owned: {line}");

@@ -24,7 +24,7 @@ pub struct Headers {
 
 impl Headers {
     /// The addresses of every `From:` header (unfolded). `Err` when a From header cannot be parsed.
-    pub fn from_addresses(&self) -> Result<Vec<String>, String> {
+    pub fn sender_addresses(&self) -> Result<Vec<String>, String> {
         let text = String::from_utf8_lossy(&self.raw);
         let mut fields: Vec<String> = Vec::new();
         for line in text.split("\r\n") {
@@ -100,14 +100,14 @@ mod tests {
     }
 
     #[test]
-    fn header_from_addresses() {
+    fn header_sender_addresses() {
         let h = Headers { raw: b"Subject: x\r\nFrom: \"Alerts\" <alerts@example.com>\r\nTo: a@b.c\r\n".to_vec() };
-        assert_eq!(h.from_addresses().unwrap(), ["alerts@example.com"]);
+        assert_eq!(h.sender_addresses().unwrap(), ["alerts@example.com"]);
         let folded = Headers { raw: b"From: A <a@x.example>,\r\n B <b@y.example>\r\n".to_vec() };
-        assert_eq!(folded.from_addresses().unwrap(), ["a@x.example", "b@y.example"]);
+        assert_eq!(folded.sender_addresses().unwrap(), ["a@x.example", "b@y.example"]);
         let none = Headers { raw: b"Subject: no from\r\n".to_vec() };
-        assert!(none.from_addresses().unwrap().is_empty());
-        assert!(Headers { raw: b"From: <<<\r\n".to_vec() }.from_addresses().is_err());
+        assert!(none.sender_addresses().unwrap().is_empty());
+        assert!(Headers { raw: b"From: <<<\r\n".to_vec() }.sender_addresses().is_err());
     }
 
     #[test]

@@ -92,16 +92,15 @@ impl Relay {
             request.credentials = Credentials::XOAuth2 { username: oauth.username.clone(), token: token.clone() };
             match upstream::open(&request).await {
                 Ok(u) => return Ok(u),
-                Err(f) if f.reason == Reason::AuthenticationFailed && attempt == 0 => {
-                    warn!("the upstream refused the OAuth2 token; fetching a new one");
+                Err(f) if f.reason == Reason::AuthenticationFailed => {
+                    // a refused token is dropped; the first time a fresh one is fetched and tried once
                     self.tokens.invalidate(&oauth.request, &token);
-                }
-                Err(f) => {
-                    if f.reason == Reason::AuthenticationFailed {
-                        self.tokens.invalidate(&oauth.request, &token);
+                    if attempt > 0 {
+                        return Err(f.message);
                     }
-                    return Err(f.message);
+                    warn!("the upstream refused the OAuth2 token; fetching a new one");
                 }
+                Err(f) => return Err(f.message),
             }
         }
         Err("the upstream refused a fresh OAuth2 token".into())

@@ -602,7 +602,7 @@ impl Session {
     }
 
     fn check_headers(&self, headers: &Headers) -> Option<Body> {
-        let from = match headers.from_addresses() {
+        let from = match headers.sender_addresses() {
             Ok(f) => f,
             Err(_) => {
                 return Some(Body::Refused("refused_sender", 5, r(550, "5.7.1 the From header cannot be parsed")));

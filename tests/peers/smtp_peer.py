@@ -29,6 +29,8 @@ Flags:
                                  displays it: ANSI escapes, a bare CR, bidi overrides, zero-width characters, and
                                  the password and the client's base64 response echoed (the password split by \x01)
   --hostile-bytes N              size of that reply (default 1000000; SMTP clients cap a reply at about 100 KB)
+  --data-delay SECONDS           record the message at once but answer DATA only after SECONDS (a client killed
+                                 meanwhile has handed the message over without learning the reply)
   --drop-after-data              close the connection after the message instead of answering it
   --events PATH                  JSON-lines event log
   --port N                       port to bind (default 0 = any free port)
@@ -153,6 +155,8 @@ class Handler:
         )
         if self.args.stall_data:
             await asyncio.sleep(3600)
+        if self.args.data_delay > 0:
+            await asyncio.sleep(self.args.data_delay)
         if self.args.drop_after_data:
             server.transport.abort()
             return "421 4.3.0 (never sent: the connection is gone)"
@@ -292,6 +296,7 @@ def main():
     p.add_argument("--greeting-drip", type=float)
     p.add_argument("--hostile", action="store_true")
     p.add_argument("--hostile-bytes", type=int, default=1_000_000)
+    p.add_argument("--data-delay", type=float, default=0.0)
     p.add_argument("--drop-after-data", action="store_true")
     p.add_argument("--events")
     p.add_argument("--port", type=int, default=0)

@@ -7,4 +7,5 @@ pub mod oauth;
 pub mod operator;
 pub mod rbac;
 pub mod relay;
+pub mod scenario;
 pub mod smtp_peer;

@@ -1,0 +1,69 @@
+//! Reading what a reconcile works on: a fresh copy of the SmtpSettings and the Secrets and ConfigMaps it
+//! references, from its own namespace. The reference types still live in `crate::validate` (which names
+//! them when it builds the plan).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::{Api, Client};
+
+use super::Error;
+use crate::api::SmtpSettings;
+use crate::validate::{RefKind, RefObject, Reference, Referenced};
+
+/// A fresh read of the object. The reflector store can lag behind this operator's own last status write (a
+/// trigger that arrived during a check runs right after it); deciding on that stale status would run the
+/// check again, so every reconcile decides on what the API server has now. `None`: it is gone.
+pub async fn fresh(client: &Client, ns: &str, name: &str) -> Result<Option<SmtpSettings>, Error> {
+    let api: Api<SmtpSettings> = Api::namespaced(client.clone(), ns);
+    api.get_opt(name).await.map_err(|source| Error::Dereference { kind: "SmtpSettings", name: name.into(), source })
+}
+
+/// Reads the referenced Secrets and ConfigMaps (each once); missing ones are simply absent.
+pub async fn referenced(client: &Client, ns: &str, refs: &[Reference]) -> Result<Referenced, Error> {
+    let mut out = Referenced::default();
+    let mut seen = BTreeSet::new();
+    for r in refs {
+        if !seen.insert((r.kind, r.name.clone())) {
+            continue;
+        }
+        let obj = match r.kind {
+            RefKind::Secret => secret(client, ns, &r.name).await?,
+            RefKind::ConfigMap => config_map(client, ns, &r.name).await?,
+        };
+        if let Some(o) = obj {
+            out.objects.insert((r.kind, r.name.clone()), o);
+        }
+    }
+    Ok(out)
+}
+
+async fn secret(client: &Client, ns: &str, name: &str) -> Result<Option<RefObject>, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let s =
+        api.get_opt(name).await.map_err(|source| Error::Dereference { kind: "Secret", name: name.into(), source })?;
+    Ok(s.map(|s| RefObject {
+        data: s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect(),
+        annotations: s.metadata.annotations.unwrap_or_default(),
+        resource_version: s.metadata.resource_version.unwrap_or_default(),
+    }))
+}
+
+async fn config_map(client: &Client, ns: &str, name: &str) -> Result<Option<RefObject>, Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let c = api.get_opt(name).await.map_err(|source| Error::Dereference {
+        kind: "ConfigMap",
+        name: name.into(),
+        source,
+    })?;
+    Ok(c.map(|c| {
+        let mut data: BTreeMap<String, Vec<u8>> =
+            c.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+        data.extend(c.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+        RefObject {
+            data,
+            annotations: c.metadata.annotations.unwrap_or_default(),
+            resource_version: c.metadata.resource_version.unwrap_or_default(),
+        }
+    }))
+}

@@ -1,0 +1,182 @@
+//! The events of one reconcile (docs/api.md, "Events"): [`to_publish`] is a pure function of the status
+//! before and after and of the check report, if a check ran; [`publish`] sends them.
+
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder};
+use tracing::warn;
+
+use crate::api::{CheckResult, SmtpSettings, SmtpSettingsStatus, TestEmailResult};
+use crate::conditions::{self, VALID};
+use crate::engine::{self, reason::ConditionKind};
+use crate::status;
+
+/// Longest event note (the API allows 1 KiB).
+const MAX_NOTE: usize = 1000;
+
+/// One event to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+    pub action: &'static str,
+}
+
+impl Note {
+    fn new(warning: bool, reason: &str, note: impl Into<String>, action: &'static str) -> Note {
+        Note { warning, reason: reason.into(), note: conditions::truncate(note.into(), MAX_NOTE), action }
+    }
+}
+
+/// The check that ran in this reconcile, if any.
+pub struct Ran<'a> {
+    pub report: &'a engine::Report,
+    pub insecure: bool,
+}
+
+/// The events for the step from `old` to `new`. Comparisons use the stored (truncated) forms, so an
+/// unchanged refusal publishes nothing however long its message is.
+pub fn to_publish(old: &SmtpSettingsStatus, new: &SmtpSettingsStatus, ran: Option<&Ran>) -> Vec<Note> {
+    let mut out = Vec::new();
+    match ran {
+        None => {
+            let valid = |s: &SmtpSettingsStatus| {
+                conditions::find(&s.conditions, VALID).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+            };
+            if let Some((st, reason, message)) = valid(new).filter(|v| v.0 == "False")
+                && valid(old) != Some((st, reason.clone(), message.clone()))
+            {
+                out.push(Note::new(true, &reason, message, "Validate"));
+            }
+        }
+        Some(ran) => {
+            if ran.insecure {
+                let note = "TLS certificate verification is disabled (spec.tls.insecureSkipVerify); the server's \
+                            identity was not verified";
+                out.push(Note::new(true, "InsecureSkipVerify", note, "Check"));
+            }
+            match &ran.report.outcome {
+                Err(f) if f.reason.condition() != ConditionKind::TestEmail => {
+                    out.push(Note::new(true, f.reason.as_str(), status::failure_message(f), "Check"));
+                }
+                _ if old.last_check.as_ref().map(|l| l.result) != Some(CheckResult::Succeeded) => {
+                    out.push(Note::new(false, "CheckSucceeded", "the SMTP server check passed", "Check"));
+                }
+                _ => {}
+            }
+        }
+    }
+    if new.test_email != old.test_email
+        && let Some(t) = &new.test_email
+    {
+        match t.result {
+            TestEmailResult::Sent => {
+                out.push(Note::new(false, "TestEmailSent", format!("test email accepted: {}", t.message), "TestEmail"))
+            }
+            TestEmailResult::Failed => out.push(Note::new(true, "TestEmailFailed", t.message.clone(), "TestEmail")),
+            TestEmailResult::Deferred | TestEmailResult::Sending | TestEmailResult::Unknown => {}
+        }
+    }
+    out
+}
+
+/// Publishes the notes about `obj` (failures are logged; an event is never worth failing a reconcile).
+pub async fn publish(recorder: &Recorder, obj: &SmtpSettings, notes: Vec<Note>) {
+    let reference = obj.object_ref(&());
+    for n in notes {
+        let ev = Event {
+            type_: if n.warning { EventType::Warning } else { EventType::Normal },
+            reason: n.reason.clone(),
+            note: Some(n.note),
+            action: n.action.into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&ev, &reference).await {
+            warn!(error = %e, reason = n.reason, "could not publish event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::TestEmailStatus;
+    use crate::engine::{Failure, Reason, Report, Step};
+    use crate::status::Outcome;
+    use crate::validate::Invalid;
+    use k8s_openapi::jiff::Timestamp;
+    use std::time::Duration;
+
+    fn now() -> Timestamp {
+        "2026-12-01T10:00:00Z".parse().unwrap()
+    }
+    fn report(outcome: Result<(), Failure>) -> Report {
+        Report {
+            outcome,
+            last_step: Step::Quit,
+            tls_version: None,
+            server_mechanisms: vec![],
+            auth_mechanism: None,
+            peer: None,
+            step_durations: vec![],
+            duration: Duration::from_millis(5),
+            test_email: None,
+        }
+    }
+    fn reasons(notes: &[Note]) -> Vec<&str> {
+        notes.iter().map(|n| n.reason.as_str()).collect()
+    }
+    fn invalid(message: String) -> Invalid {
+        Invalid { reason: Reason::SecretNotFound, message }
+    }
+
+    #[test]
+    fn a_long_refusal_warns_once_not_on_every_reconcile() {
+        let i = invalid("x".repeat(5000));
+        let old = SmtpSettingsStatus::default();
+        let first = status::next(&old, &Outcome::Invalid { invalid: &i, test_request: None }, Some(1), now());
+        assert_eq!(reasons(&to_publish(&old, &first, None)), vec!["SecretNotFound"]);
+        let again = status::next(&first, &Outcome::Invalid { invalid: &i, test_request: None }, Some(1), now());
+        assert_eq!(again, first);
+        assert!(to_publish(&first, &again, None).is_empty(), "warned again for the same refusal");
+    }
+
+    #[test]
+    fn an_invalid_spec_that_answers_a_test_request_says_test_email_failed() {
+        let i = invalid("secret gone".into());
+        let old = SmtpSettingsStatus::default();
+        let new = status::next(&old, &Outcome::Invalid { invalid: &i, test_request: Some("v1") }, Some(1), now());
+        assert_eq!(reasons(&to_publish(&old, &new, None)), vec!["SecretNotFound", "TestEmailFailed"]);
+        let notes = to_publish(&old, &new, None);
+        assert!(notes[1].warning && notes[1].note.contains("secret gone"), "{notes:?}");
+    }
+
+    #[test]
+    fn check_events() {
+        let old = SmtpSettingsStatus::default();
+        let ok = report(Ok(()));
+        let notes = to_publish(&old, &old, Some(&Ran { report: &ok, insecure: true }));
+        assert_eq!(reasons(&notes), vec!["InsecureSkipVerify", "CheckSucceeded"]);
+        let f = Failure { step: Step::Auth, reason: Reason::AuthenticationFailed, message: "no".into(), reply: None };
+        let failed = report(Err(f));
+        assert_eq!(
+            reasons(&to_publish(&old, &old, Some(&Ran { report: &failed, insecure: false }))),
+            vec!["AuthenticationFailed"]
+        );
+        // a passing check after a passing one says nothing; a sent test email says so
+        let mut was_ok = old.clone();
+        was_ok.last_check = Some(Default::default());
+        let mut sent = was_ok.clone();
+        sent.test_email = Some(TestEmailStatus {
+            request: "v".into(),
+            result: TestEmailResult::Sent,
+            time: None,
+            message: "250 ok".into(),
+        });
+        assert_eq!(
+            reasons(&to_publish(&was_ok, &sent, Some(&Ran { report: &ok, insecure: false }))),
+            vec!["TestEmailSent"]
+        );
+        assert!(to_publish(&was_ok, &was_ok, Some(&Ran { report: &ok, insecure: false })).is_empty());
+    }
+}

@@ -1,0 +1,332 @@
+//! The SmtpSettings reconciler, one step after the other (docs/api.md describes what each step shows):
+//! [`dereference`] reads the object and what it references → `validate` builds the check plan (pure) →
+//! [`decide`] says whether a check is owed (pure) → the engine checks → [`crate::status::next`] gives the new
+//! status, written in one place ([`write_status`]) → [`events`] says what to publish. Start-up, watches and
+//! leader election are in [`run`].
+
+pub mod decide;
+pub mod dereference;
+pub mod events;
+pub mod run;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::api::{CHECK_REQUESTED_AT, SmtpSettings, SmtpSettingsStatus, TEST_EMAIL_REQUESTED_AT};
+use crate::conditions;
+use crate::engine::token::TokenCache;
+use crate::engine::{self, TestMessage};
+use crate::metrics::objects::ObjectKey;
+use crate::metrics::{ErrorLabels, LimitLabels, Metrics, ResultLabels};
+use crate::ratelimit::{CheckLimiter, Limits};
+use crate::status::{self, Checked, Outcome};
+use crate::validate::{self, Plan, SecurityPolicy};
+use decide::{Decision, Facts, TestEmail};
+pub use run::{run, shutdown_signal};
+
+/// How long a check may run before the status says `CheckPending` (a fast check writes its result only).
+pub const PENDING_AFTER: Duration = Duration::from_secs(1);
+
+/// Field manager of the status writes.
+pub const MANAGER: &str = "smtp-operator";
+
+/// Errors of one reconcile; each carries the label used in metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {kind} {name:?}: {source}")]
+    Dereference { kind: &'static str, name: String, source: kube::Error },
+    #[error("writing status: {0}")]
+    StatusWrite(#[source] kube::Error),
+    #[error("object has no namespace")]
+    NoNamespace,
+}
+
+impl Error {
+    /// Short label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Dereference { .. } => "dereference",
+            Error::StatusWrite(_) => "status_write",
+            Error::NoNamespace => "no_namespace",
+        }
+    }
+}
+
+/// Operator-wide settings derived from the `run` flags.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub options: SecurityPolicy,
+    pub limits: Limits,
+    pub cluster_name: String,
+    /// This pod's name (`POD_NAME`), the event reporter's instance.
+    pub pod_name: Option<String>,
+}
+
+/// Shared state of all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    /// Per-namespace and global check rates (the per-resource interval is kept in the status).
+    pub limiter: CheckLimiter,
+    /// OAuth2 access tokens shared by all resources (single flight per app and Secret version).
+    pub tokens: TokenCache,
+    /// Consecutive reconcile errors per object, for per-object backoff.
+    failures: Mutex<HashMap<ObjectRef<SmtpSettings>, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
+        let reporter = Reporter { controller: "smtp-operator".into(), instance: settings.pod_name.clone() };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            limiter: CheckLimiter::new(settings.limits),
+            client,
+            settings,
+            metrics,
+            tokens: TokenCache::new(),
+            failures: Mutex::default(),
+        }
+    }
+}
+
+pub(crate) async fn reconcile(obj: Arc<SmtpSettings>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = obj.namespace().ok_or(Error::NoNamespace)?;
+    let span = info_span!("reconcile", namespace = %ns, name = %obj.name_any());
+    let res = async {
+        let Some(obj) = dereference::fresh(&ctx.client, &ns, &obj.name_any()).await? else {
+            return Ok(Action::await_change());
+        };
+        ctx.metrics.objects.observe_smtp_settings(&obj);
+        let refs = validate::references(&obj.spec);
+        let referenced = dereference::referenced(&ctx.client, &ns, &refs).await?;
+        let (current, now, generation) = (obj.status.clone().unwrap_or_default(), now(), obj.metadata.generation);
+        let test_request = match decide::test_email(annotation(&obj, TEST_EMAIL_REQUESTED_AT), &current) {
+            TestEmail::Interrupted(request) => {
+                settle(&ctx, &obj, &current, &current, &Outcome::Interrupted { request: &request }, None, now).await?;
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            TestEmail::Owed(request) => Some(request),
+            TestEmail::None => None,
+        };
+        let plan = match validate::validate(&obj.spec, &ns, &referenced, &ctx.settings.options) {
+            Ok(plan) => plan,
+            Err(invalid) => {
+                let outcome = Outcome::Invalid { invalid: &invalid, test_request: test_request.as_deref() };
+                settle(&ctx, &obj, &current, &current, &outcome, None, now).await?;
+                // a fix comes as a spec change or a Secret/ConfigMap event, both of which trigger a reconcile
+                return Ok(Action::await_change());
+            }
+        };
+        let check_request = annotation(&obj, CHECK_REQUESTED_AT);
+        let inputs = decide::inputs_digest(generation, &referenced.versions(&refs), check_request);
+        let facts = Facts {
+            status: &current,
+            inputs: &inputs,
+            interval: plan.interval,
+            min_interval: ctx.settings.limits.min_interval,
+            test_request: test_request.as_deref(),
+        };
+        match decide::decide(&facts, now, || ctx.limiter.try_acquire(&ns)) {
+            Decision::Idle { until } => {
+                observe_ready(&ctx, &obj, &current);
+                Ok(requeue_at(until, now))
+            }
+            Decision::Deferred { until, limit } => {
+                let outcome = Outcome::Deferred { until, limit, test_request: test_request.as_deref() };
+                settle(&ctx, &obj, &current, &current, &outcome, None, now).await?;
+                ctx.metrics.deferred.get_or_create(&LimitLabels { limit: limit.label().into() }).inc();
+                Ok(requeue_at(Some(until), now))
+            }
+            // the decision carries the same request as `facts`
+            Decision::Check { .. } => check(&ctx, &obj, &plan, &facts, now).await,
+        }
+    }
+    .instrument(span)
+    .await;
+    if res.is_ok() {
+        ctx.failures.lock().expect("failures lock").remove(&ObjectRef::from_obj(&*obj));
+    }
+    res
+}
+
+/// Runs the check and settles its outcome. Before a test email can leave, `testEmail.result: Sending` is
+/// recorded (so it is never sent twice); `CheckPending` is written only when the check takes longer than
+/// [`PENDING_AFTER`], so a fast check writes its result once.
+async fn check(
+    ctx: &Context,
+    obj: &SmtpSettings,
+    plan: &Plan,
+    facts: &Facts<'_>,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let (current, test_request, period) = (facts.status, facts.test_request, facts.period());
+    let generation = obj.metadata.generation;
+    let mut shown = current.clone();
+    if let Some(request) = test_request {
+        let sending = status::next(&shown, &Outcome::Pending { sending: Some(request) }, generation, now);
+        write_status(ctx, obj, &shown, &sending).await?;
+        shown = sending;
+    }
+    let run = run_check(obj, ctx, plan, test_request);
+    tokio::pin!(run);
+    let report = tokio::select! {
+        report = &mut run => report,
+        _ = tokio::time::sleep(PENDING_AFTER) => {
+            let pending = status::next(&shown, &Outcome::Pending { sending: test_request }, generation, now);
+            match write_status(ctx, obj, &shown, &pending).await {
+                Ok(()) => shown = pending,
+                Err(e) => warn!(error = %e, "could not show CheckPending; the check goes on"),
+            }
+            run.await
+        }
+    };
+    ctx.metrics.observe_check(&report);
+    let insecure = plan.request.tls.insecure_skip_verify;
+    let checked = Checked {
+        report: &report,
+        credentials: &plan.request.credentials,
+        oauth: plan.oauth.is_some(),
+        insecure,
+        inputs: facts.inputs.to_string(),
+        period,
+        test_request,
+    };
+    let ran = events::Ran { report: &report, insecure };
+    let next = settle(ctx, obj, current, &shown, &Outcome::Checked(checked), Some(&ran), now).await?;
+    if let Some(t) = next.test_email.as_ref().filter(|_| test_request.is_some()) {
+        ctx.metrics.test_emails.get_or_create(&ResultLabels { result: format!("{:?}", t.result) }).inc();
+    }
+    info!(
+        result = if report.succeeded() { "Succeeded" } else { "Failed" },
+        reason = report.outcome.as_ref().err().map(|f| f.reason.as_str()).unwrap_or("Succeeded"),
+        duration_ms = report.duration.as_millis() as u64,
+        "check finished"
+    );
+    Ok(requeue_at(period.map(|p| now + p), now))
+}
+
+/// The status and events step: `status::next` from `shown` (what the object has now), one write, then the
+/// events for the step from `old` (the status this reconcile started from). Returns the new status.
+async fn settle(
+    ctx: &Context,
+    obj: &SmtpSettings,
+    old: &SmtpSettingsStatus,
+    shown: &SmtpSettingsStatus,
+    outcome: &Outcome<'_>,
+    ran: Option<&events::Ran<'_>>,
+    now: Timestamp,
+) -> Result<SmtpSettingsStatus, Error> {
+    let next = status::next(shown, outcome, obj.metadata.generation, now);
+    write_status(ctx, obj, shown, &next).await?;
+    observe_ready(ctx, obj, &next);
+    events::publish(&ctx.recorder, obj, events::to_publish(old, &next, ran)).await;
+    Ok(next)
+}
+
+/// Keeps `smtp_operator_resources` in step with the status this reconcile leaves.
+fn observe_ready(ctx: &Context, obj: &SmtpSettings, status: &SmtpSettingsStatus) {
+    let ready = conditions::find(&status.conditions, conditions::READY).map_or("Unknown", |c| c.status.as_str());
+    ctx.metrics.set_ready(&format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), Some(ready));
+}
+
+/// Writes the status by server-side apply, only when it differs from what the object has. The only place
+/// that writes status.
+async fn write_status(
+    ctx: &Context,
+    obj: &SmtpSettings,
+    current: &SmtpSettingsStatus,
+    next: &SmtpSettingsStatus,
+) -> Result<(), Error> {
+    if current == next && obj.status.is_some() {
+        return Ok(());
+    }
+    let api: Api<SmtpSettings> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": SmtpSettings::api_version(&()),
+        "kind": SmtpSettings::kind(&()),
+        "status": next,
+    });
+    api.patch_status(&obj.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
+        .await
+        .map_err(Error::StatusWrite)?;
+    let key = ObjectKey::smtp_settings(obj.namespace().as_deref(), &obj.name_any());
+    ctx.metrics.objects.observe_status(&key, Some(next));
+    Ok(())
+}
+
+fn annotation<'a>(obj: &'a SmtpSettings, key: &str) -> Option<&'a str> {
+    obj.annotations().get(key).map(String::as_str)
+}
+
+fn requeue_at(at: Option<Timestamp>, now: Timestamp) -> Action {
+    match at {
+        Some(at) => {
+            let secs = (at.as_second() - now.as_second()).max(1) as u64;
+            Action::requeue(Duration::from_secs(secs))
+        }
+        None => Action::await_change(),
+    }
+}
+
+pub(crate) fn error_policy(obj: Arc<SmtpSettings>, err: &Error, ctx: Arc<Context>) -> Action {
+    let key = ObjectRef::from_obj(&*obj);
+    let n = {
+        let mut f = ctx.failures.lock().expect("failures lock");
+        let n = f.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    ctx.metrics.reconcile_errors.get_or_create(&ErrorLabels { error: err.label().into() }).inc();
+    let backoff = Duration::from_secs(5u64.saturating_mul(1 << n.min(6))).min(Duration::from_secs(300));
+    warn!(object = %obj.name_any(), namespace = ?obj.namespace(), error = %err, kind = err.label(),
+        retry_in_s = backoff.as_secs(), "reconcile failed");
+    Action::requeue(backoff)
+}
+
+/// Seconds-precision now (status times are RFC 3339 without sub-seconds).
+fn now() -> Timestamp {
+    Timestamp::from_second(Timestamp::now().as_second()).expect("now is in range")
+}
+
+/// Runs the check for a plan (plus a test message when one was requested).
+async fn run_check(obj: &SmtpSettings, ctx: &Context, plan: &Plan, test_request: Option<&str>) -> engine::Report {
+    let message = match (test_request, &obj.spec.test_email) {
+        (Some(value), Some(t)) => Some(test_message(obj, ctx, value, t.to.iter().map(|r| r.0.clone()).collect())),
+        _ => None,
+    };
+    let report = crate::check::run(plan, &ctx.tokens, message).await;
+    ctx.metrics.sync_token_counters(ctx.tokens.token_successes(), ctx.tokens.token_failures(), ctx.tokens.cache_hits());
+    report
+}
+
+fn test_message(obj: &SmtpSettings, ctx: &Context, request: &str, to: Vec<String>) -> TestMessage {
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    TestMessage {
+        from: obj.spec.from.clone(),
+        to,
+        subject: format!("smtp-operator test email for {ns}/{name}"),
+        body: format!(
+            "This is a test email from smtp-operator.\n\nResource: SmtpSettings {ns}/{name}\nCluster: {}\n\
+             Server: {}:{}\nRequested: {} (annotation {TEST_EMAIL_REQUESTED_AT})\nSent at: {}\n\n\
+             If you received it, the outgoing-mail settings work.\n",
+            ctx.settings.cluster_name,
+            obj.spec.server,
+            obj.spec.port,
+            request,
+            now()
+        ),
+    }
+}

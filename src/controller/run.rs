@@ -1,0 +1,374 @@
+//! Process start-up of `smtp-operator run`: flags to settings, the metrics/health endpoint, signals, the
+//! leader election hand-off, and the watches that feed the controllers. The flags are described in
+//! docs/api.md.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tracing::{debug, info, warn};
+
+use super::{Context, Settings};
+use crate::api::{CHECK_REQUESTED_AT, SmtpSettings, TEST_EMAIL_REQUESTED_AT};
+use crate::cli::RunArgs;
+use crate::conditions;
+use crate::http::Health;
+use crate::metrics::Metrics;
+use crate::metrics::objects::ObjectKey;
+use crate::policy;
+use crate::ratelimit::{Limits, Rate};
+use crate::validate::{self, RefKind, SecurityPolicy};
+
+/// Where a pod finds its own namespace.
+pub const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// The namespace of the leader Lease: the flag, else the pod's namespace (`POD_NAMESPACE`), else the
+/// ServiceAccount's namespace file, else `default` (outside a cluster). Blank values count as absent.
+pub fn lease_namespace(flag: Option<&str>, pod_namespace: Option<&str>, service_account: Option<&str>) -> String {
+    [flag, pod_namespace, service_account]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|s| !s.is_empty())
+        .unwrap_or("default")
+        .to_string()
+}
+
+/// Builds the settings from the flags; a flag that does not parse is an error naming it.
+pub fn settings_from_args(args: &RunArgs) -> anyhow::Result<Settings> {
+    let ports = |flag: &str, v: &str| {
+        policy::parse_port_list(v).map(|l| l.ports()).map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"))
+    };
+    let options = SecurityPolicy {
+        allowed_ports: ports("--allowed-ports", &args.allowed_ports)?,
+        allowed_token_ports: ports("--allowed-token-ports", &args.allowed_token_ports)?,
+        denied: policy::parse_cidr_list(&args.denied_cidrs)
+            .map_err(|e| anyhow::anyhow!("--denied-cidrs {:?}: {e}", args.denied_cidrs))?,
+        require_secret_binding: args.require_secret_binding,
+        helo_name: hostname_for_ehlo(args.pod_name.as_deref()),
+    };
+    let rate = |flag: &str, v: &str| v.parse::<Rate>().map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"));
+    let limits = Limits {
+        min_interval: args.min_check_interval,
+        namespace_rate: rate("--namespace-check-rate", &args.namespace_check_rate)?,
+        global_rate: rate("--global-check-rate", &args.global_check_rate)?,
+    };
+    Ok(Settings { options, limits, cluster_name: args.cluster_name.clone(), pod_name: args.pod_name.clone() })
+}
+
+fn hostname_for_ehlo(pod_name: Option<&str>) -> String {
+    pod_name
+        .map(str::to_string)
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+        .unwrap_or_else(|| "smtp-operator.local".into())
+}
+
+/// Runs the operator until SIGTERM/SIGINT: the metrics/health endpoint, then the controllers, directly or
+/// while holding the leader lease.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let version = client.apiserver_version().await?;
+    let settings = settings_from_args(&args)?;
+    info!(server_version = %version.git_version, watch_namespace = ?args.watch_namespace,
+        require_secret_binding = args.require_secret_binding, leader_elect = args.leader_elect, "smtp-operator starting");
+    if !args.require_secret_binding {
+        warn!(
+            "--require-secret-binding=false: Secret values are sent without checking smtp-operator.io/allowed-servers"
+        );
+    }
+    let metrics = Arc::new(Metrics::default());
+    metrics.objects.set_enabled(args.per_object_metrics);
+    let health = Arc::new(Health::default());
+    let _server = crate::http::serve(&args.metrics_addr, metrics.clone(), health.clone()).await?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = shutdown_tx.send(true);
+    });
+    let ctx = Arc::new(Context::new(client.clone(), settings, metrics.clone()));
+    // the SmtpRelay controller (src/relay/reconcile.rs) runs beside it, under the same leader election
+    let relays = crate::relay::reconcile::run(
+        client.clone(),
+        crate::relay::reconcile::pod_settings(&args),
+        args.watch_namespace.clone(),
+        shutdown_rx.clone(),
+    );
+    let work = {
+        let (health, shutdown) = (health.clone(), shutdown_rx.clone());
+        move || run_controllers(ctx, args.watch_namespace.clone(), health, shutdown, relays.boxed())
+    };
+    if args.leader_elect {
+        let sa_namespace = std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok();
+        let ns = lease_namespace(
+            args.leader_election_namespace.as_deref(),
+            args.pod_namespace.as_deref(),
+            sa_namespace.as_deref(),
+        );
+        let identity = crate::leader::identity(args.pod_name.as_deref());
+        crate::leader::run_elected(client, &ns, &identity, shutdown_rx, health, metrics, work).await?;
+    } else {
+        health.role_known.store(true, Ordering::Release);
+        health.is_leader.store(true, Ordering::Release);
+        metrics.leader.set(1);
+        work().await?;
+    }
+    info!("smtp-operator stopped");
+    Ok(())
+}
+
+/// Runs every controller of the operator under the same leadership until `shutdown` turns true (each
+/// finishes gracefully); the first error is returned. A new controller is one more entry in this list.
+async fn run_controllers(
+    ctx: Arc<Context>,
+    watch_namespace: Option<String>,
+    health: Arc<Health>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    relays: BoxFuture<'static, anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let controllers: Vec<BoxFuture<'static, anyhow::Result<()>>> =
+        vec![smtp_settings_controller(ctx, watch_namespace, health, shutdown).boxed(), relays];
+    futures::future::join_all(controllers).await.into_iter().collect()
+}
+
+/// Runs the SmtpSettings controller until `shutdown` turns true (in-flight reconciles finish first).
+async fn smtp_settings_controller(
+    ctx: Arc<Context>,
+    watch_namespace: Option<String>,
+    health: Arc<Health>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let client = ctx.client.clone();
+    // Secrets and ConfigMaps are watched as metadata only: their values are read on demand, per reference.
+    // SmtpSettings are watched untyped and converted one by one, so that an object our types cannot read
+    // (e.g. written under an older CRD version) is reported and skipped instead of failing the whole list.
+    let ar = ApiResource::erase::<SmtpSettings>(&());
+    let (smtp_api, secret_api, cm_api): (
+        Api<DynamicObject>,
+        Api<PartialObjectMeta<Secret>>,
+        Api<PartialObjectMeta<ConfigMap>>,
+    ) = match &watch_namespace {
+        Some(ns) => (
+            Api::namespaced_with(client.clone(), ns, &ar),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all_with(client.clone(), &ar), Api::all(client.clone()), Api::all(client.clone())),
+    };
+
+    let (reader, writer) = reflector::store();
+    // Status writes change neither generation nor these annotations, so they do not trigger a reconcile.
+    let metrics = ctx.metrics.clone();
+    let malformed = ctx.clone();
+    let main_stream = watcher(smtp_api, watcher::Config::default())
+        .default_backoff()
+        .filter_map(move |event| {
+            let ctx = malformed.clone();
+            futures::future::ready(match event {
+                Ok(e) => typed_event(e, |obj, error| report_malformed(&ctx, obj, error)).map(Ok),
+                Err(e) => Some(Err(e)),
+            })
+        })
+        // a deleted object leaves the metrics at once (a deletion does not pass the trigger filter below)
+        .inspect({
+            let metrics = ctx.metrics.clone();
+            move |event| {
+                if let Ok(watcher::Event::Delete(o)) = event {
+                    let (ns, name) = (o.namespace(), o.name_any());
+                    metrics.set_ready(&format!("{}/{name}", ns.clone().unwrap_or_default()), None);
+                    metrics.objects.remove(&ObjectKey::smtp_settings(ns.as_deref(), &name));
+                }
+            }
+        })
+        .reflect(writer)
+        .touched_objects()
+        .predicate_filter(trigger_hash, Default::default());
+    let secrets = watcher(secret_api, watcher::Config::default()).default_backoff().touched_objects();
+    let config_maps = watcher(cm_api, watcher::Config::default()).default_backoff().touched_objects();
+
+    let synced = reader.clone();
+    tokio::spawn(async move {
+        // Re-poll: the store's readiness signal wakes only its most recent waiter, which is the controller's
+        // own runner, so a single await here could sleep forever.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(250), synced.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    health.caches_synced.store(true, Ordering::Release);
+                    info!("resource cache synced");
+                    return;
+                }
+                Ok(Err(_)) => return,
+                Err(_) => continue,
+            }
+        }
+    });
+    let store_s = reader.clone();
+    let store_c = reader.clone();
+    let store_m = reader.clone();
+    Controller::for_stream(main_stream, reader)
+        .with_config(ControllerConfig::default().concurrency(16))
+        .watches_stream(secrets, move |s| referencing(&store_s, RefKind::Secret, s.namespace(), s.name_any()))
+        .watches_stream(config_maps, move |c| referencing(&store_c, RefKind::ConfigMap, c.namespace(), c.name_any()))
+        .graceful_shutdown_on(async move {
+            let _ = shutdown.wait_for(|v| *v).await;
+        })
+        .run(super::reconcile, super::error_policy, ctx)
+        .for_each(|res| {
+            let (metrics, store) = (metrics.clone(), store_m.clone());
+            async move {
+                match res {
+                    Ok((obj, _)) => {
+                        // the reconcile keeps the resources-by-Ready gauge in step; gone objects drop out here
+                        if store.get(&obj).is_none() {
+                            metrics.set_ready(
+                                &format!("{}/{}", obj.namespace.clone().unwrap_or_default(), obj.name),
+                                None,
+                            );
+                            metrics.objects.remove(&ObjectKey::smtp_settings(obj.namespace.as_deref(), &obj.name));
+                        }
+                        debug!(object = %obj, "reconciled");
+                    }
+                    // a deleted object: drop it from the resources-by-Ready gauge
+                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                        metrics.set_ready(&format!("{}/{}", obj.namespace.clone().unwrap_or_default(), obj.name), None);
+                        metrics.objects.remove(&ObjectKey::smtp_settings(obj.namespace.as_deref(), &obj.name));
+                    }
+                    Err(e) => debug!(error = %e, "reconcile loop"),
+                }
+            }
+        })
+        .await;
+    Ok(())
+}
+
+/// Converts an untyped watch event to a typed one; an object that does not deserialize is handed to
+/// `malformed` and left out (a deletion of it is passed on with what can be read, so the store forgets it).
+fn typed_event(
+    event: watcher::Event<DynamicObject>,
+    mut malformed: impl FnMut(&DynamicObject, &serde_json::Error),
+) -> Option<watcher::Event<SmtpSettings>> {
+    let mut convert =
+        |obj: DynamicObject| match serde_json::to_value(&obj).and_then(serde_json::from_value::<SmtpSettings>) {
+            Ok(typed) => Some(typed),
+            Err(e) => {
+                malformed(&obj, &e);
+                None
+            }
+        };
+    match event {
+        watcher::Event::Apply(o) => convert(o).map(watcher::Event::Apply),
+        watcher::Event::InitApply(o) => convert(o).map(watcher::Event::InitApply),
+        watcher::Event::Delete(o) => convert(o).map(watcher::Event::Delete),
+        watcher::Event::Init => Some(watcher::Event::Init),
+        watcher::Event::InitDone => Some(watcher::Event::InitDone),
+    }
+}
+
+/// Logs and publishes a Warning event for an SmtpSettings that cannot be read.
+fn report_malformed(ctx: &Arc<Context>, obj: &DynamicObject, error: &serde_json::Error) {
+    let (ns, name) =
+        (obj.metadata.namespace.clone().unwrap_or_default(), obj.metadata.name.clone().unwrap_or_default());
+    warn!(namespace = %ns, name = %name, error = %error, "SmtpSettings cannot be read; skipped until it is fixed");
+    let reference = obj.object_ref(&ApiResource::erase::<SmtpSettings>(&()));
+    let recorder = ctx.recorder.clone();
+    let note =
+        format!("the object does not match the SmtpSettings schema of this operator ({error}); fix or re-apply it");
+    tokio::spawn(async move {
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: "Malformed".into(),
+            note: Some(conditions::truncate(note, 1000)),
+            action: "Read".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&ev, &reference).await {
+            warn!(error = %e, "could not publish event");
+        }
+    });
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received, shutting down"),
+    }
+}
+
+/// What may trigger a reconcile on the resource itself: generation and the two request annotations.
+fn trigger_hash(obj: &SmtpSettings) -> Option<u64> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    obj.metadata.generation.hash(&mut h);
+    obj.annotations().get(CHECK_REQUESTED_AT).hash(&mut h);
+    obj.annotations().get(TEST_EMAIL_REQUESTED_AT).hash(&mut h);
+    Some(h.finish())
+}
+
+/// The SmtpSettings in `namespace` that reference the Secret/ConfigMap `name`.
+fn referencing(
+    store: &Store<SmtpSettings>,
+    kind: RefKind,
+    namespace: Option<String>,
+    name: String,
+) -> Vec<ObjectRef<SmtpSettings>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|o| o.namespace() == namespace)
+        .filter(|o| validate::references(&o.spec).iter().any(|r| r.kind == kind && r.name == name))
+        .map(|o| ObjectRef::from_obj(&*o))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_objects_are_reported_and_skipped_not_fatal() {
+        let good: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "smtp-operator.io/v1alpha1", "kind": "SmtpSettings",
+            "metadata": {"name": "ok", "namespace": "ns"},
+            "spec": {"server": "smtp.example.com", "port": 587, "from": "a@example.com"}
+        }))
+        .unwrap();
+        let mut bad = good.clone();
+        bad.metadata.name = Some("bad".into());
+        bad.data["spec"]["port"] = serde_json::json!("587");
+        let mut seen = Vec::new();
+        let out = typed_event(watcher::Event::InitApply(bad), |o, _| seen.push(o.metadata.name.clone()));
+        assert!(out.is_none());
+        assert_eq!(seen, vec![Some("bad".to_string())]);
+        match typed_event(watcher::Event::Apply(good), |_, _| panic!("good object reported")) {
+            Some(watcher::Event::Apply(o)) => assert_eq!(o.spec.port, 587),
+            _ => panic!("good object dropped"),
+        }
+        assert!(matches!(typed_event(watcher::Event::InitDone, |_, _| ()), Some(watcher::Event::InitDone)));
+    }
+
+    #[test]
+    fn lease_namespace_falls_back_flag_pod_service_account_default() {
+        let cases = [
+            ((Some("ops"), Some("pod-ns"), Some("sa-ns\n")), "ops"),
+            ((None, Some("pod-ns"), Some("sa-ns\n")), "pod-ns"),
+            ((None, None, Some("sa-ns\n")), "sa-ns"),
+            ((Some(""), Some(" "), Some("sa-ns")), "sa-ns"),
+            ((None, None, None), "default"),
+            ((None, None, Some("")), "default"),
+        ];
+        for ((flag, pod, sa), want) in cases {
+            assert_eq!(lease_namespace(flag, pod, sa), want, "{flag:?} {pod:?} {sa:?}");
+        }
+    }
+}

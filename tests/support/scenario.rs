@@ -1,0 +1,137 @@
+//! One scenario fixture for the end-to-end tests: a client with the CRD installed, a fresh namespace, an SMTP
+//! peer on loopback, the operator watching only that namespace, and cleanup.
+//!
+//! ```ignore
+//! let mut s = Scenario::new("e2e-ready", &PLAIN_PEER).await;
+//! s.basic_credentials(PASSWORD, true).await;
+//! s.start_operator(&[]);
+//! s.create("mail", s.basic_spec()).await;
+//! ...
+//! s.finish().await;
+//! ```
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+
+use super::kube::{TestNamespace, client};
+use super::operator::*;
+use super::smtp_peer::SmtpPeer;
+
+/// A test's namespace, peer and operator.
+pub struct Scenario {
+    pub client: kube::Client,
+    pub ns: TestNamespace,
+    pub peer: SmtpPeer,
+    pub op: Option<Operator>,
+}
+
+impl Scenario {
+    /// Client, CRD, a namespace named after `prefix`, and a peer started with `peer_args`.
+    pub async fn new(prefix: &str, peer_args: &[&str]) -> Scenario {
+        let client = client().await;
+        install_crd(&client).await;
+        let ns = TestNamespace::new(&client, prefix).await;
+        Scenario { client, ns, peer: SmtpPeer::start(peer_args), op: None }
+    }
+
+    pub fn ns(&self) -> &str {
+        self.ns.name()
+    }
+
+    /// The operator flags of a scenario: this namespace only, loopback allowed, the peer's port allowed,
+    /// a 1 s minimum interval and a namespace rate that does not get in the way; then `extra`, whose flags
+    /// replace these defaults.
+    pub fn operator_args(&self, extra: &[&str]) -> Vec<String> {
+        let port = self.peer.port.to_string();
+        let defaults = [
+            ("--watch-namespace", self.ns()),
+            ("--denied-cidrs", ""),
+            ("--allowed-ports", port.as_str()),
+            ("--min-check-interval", "1s"),
+            ("--namespace-check-rate", "600/m"),
+        ];
+        let overridden = |flag: &str| extra.iter().any(|e| *e == flag || e.starts_with(&format!("{flag}=")));
+        let mut args: Vec<String> =
+            defaults.iter().filter(|(f, _)| !overridden(f)).map(|(f, v)| format!("{f}={v}")).collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// Starts (or replaces) the operator with [`Scenario::operator_args`].
+    pub fn start_operator(&mut self, extra: &[&str]) -> &mut Operator {
+        let args = self.operator_args(extra);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.op = Some(Operator::start(&refs));
+        self.op.as_mut().expect("just started")
+    }
+
+    pub fn op(&mut self) -> &mut Operator {
+        self.op.as_mut().expect("operator started")
+    }
+
+    /// The peer's CA as ConfigMap `peer-ca` and the password as Secret `smtp-credentials`, bound to the peer
+    /// (`allowed-servers: 127.0.0.1:PORT`) when `bound`.
+    pub async fn basic_credentials(&self, password: &str, bound: bool) {
+        let ca = String::from_utf8(self.peer.ca_pem()).unwrap();
+        create_config_map(&self.client, self.ns(), "peer-ca", &[("ca.crt", &ca)]).await;
+        let allowed = format!("127.0.0.1:{}", self.peer.port);
+        let annotations: Vec<(&str, &str)> =
+            if bound { vec![("smtp-operator.io/allowed-servers", &allowed)] } else { vec![] };
+        create_secret(&self.client, self.ns(), "smtp-credentials", &[("password", password.as_bytes())], &annotations)
+            .await;
+    }
+
+    /// StartTLS with the peer's CA, Basic auth `alerts` with Secret `smtp-credentials`, one test recipient.
+    pub fn basic_spec(&self) -> Value {
+        json!({
+            "server": "127.0.0.1",
+            "port": self.peer.port,
+            "from": "Platform Alerts <alerts@example.com>",
+            "tls": {"mode": "StartTLS", "caBundle": {"configMapKeyRef": {"name": "peer-ca", "key": "ca.crt"}}},
+            "auth": {"type": "Basic", "basic": {"username": "alerts", "passwordSecretRef": {"name": "smtp-credentials", "key": "password"}}},
+            "testEmail": {"to": ["ops@example.com"]},
+        })
+    }
+
+    /// Plain text, no auth (a peer started with `--tls none`), one test recipient.
+    pub fn bare_spec(&self) -> Value {
+        json!({
+            "server": "127.0.0.1", "port": self.peer.port, "from": "alerts@example.com",
+            "tls": {"mode": "None"}, "testEmail": {"to": ["ops@example.com"]},
+        })
+    }
+
+    pub async fn create(&self, name: &str, spec: Value) {
+        create_smtp(&self.client, self.ns(), name, spec).await;
+    }
+
+    pub async fn wait_condition(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> smtp_operator::api::SmtpSettings {
+        wait_condition(&self.client, self.ns(), name, type_, status, reason, 60).await
+    }
+
+    /// Waits (at most 30 s) until an event `type_`/`reason` about `name` exists; returns all its events.
+    pub async fn wait_event(&self, name: &str, type_: &str, reason: &str) -> Vec<(String, String, String)> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let events = events_for(&self.client, self.ns(), name).await;
+            if events.iter().any(|(t, r, _)| t == type_ && r == reason) {
+                return events;
+            }
+            assert!(std::time::Instant::now() < deadline, "no {type_} {reason} event about {name}: {events:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Deletes the resources (while the operator still runs), stops the operator, deletes the namespace.
+    pub async fn finish(mut self) {
+        delete_all_smtp(&self.client, self.ns()).await;
+        drop(self.op.take());
+        self.ns.cleanup().await;
+    }
+}

@@ -1,36 +1,61 @@
 //! Runs a validated [`Plan`]: for OAuth2 the access token first (from the shared cache), then the SMTP check.
 //! Shared by the controller and `smtp-operator check`, so both behave the same.
+//!
+//! One [`Budget`] of `spec.check.timeout` covers both: the token request runs first within that budget, the
+//! SMTP check gets what is left of it (docs/operations.md).
 
-use std::time::{Duration, Instant};
-
+use crate::engine::sanitize::Sanitizer;
 use crate::engine::token::TokenCache;
-use crate::engine::{self, Credentials, Failure, Reason, Report, Step, TestMessage};
+use crate::engine::{self, Budget, Credentials, Failure, Reason, Report, Step, TestMessage};
 use crate::validate::Plan;
+
+/// How long after the budget the backstop around the token request fires.
+const BACKSTOP_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Longest failure message kept (characters).
+const MAX_MESSAGE_CHARS: usize = 1000;
 
 /// Runs the plan, adding `test_message` when given.
 pub async fn run(plan: &Plan, tokens: &TokenCache, test_message: Option<TestMessage>) -> Report {
+    let budget = Budget::new(plan.request.timeout);
     let mut request = plan.request.clone();
     request.test_message = test_message;
-    if let Some(oauth) = &plan.oauth {
-        let started = Instant::now();
-        let token = match tokens.get(&oauth.request).await {
-            Ok(token) => token.token,
-            Err(e) => return token_failure(e.step, e.reason, e.message, started.elapsed()),
-        };
-        request.credentials = Credentials::XOAuth2 { username: oauth.username.clone(), token: token.clone() };
-        let report = engine::run(&request).await;
-        // a token the server refuses is not reused: the next check fetches a fresh one
-        if let Err(f) = &report.outcome
-            && f.reason == Reason::AuthenticationFailed
-        {
-            tokens.invalidate(&oauth.request, &token);
+    let Some(oauth) = &plan.oauth else {
+        return engine::run_within(&request, budget).await;
+    };
+    // the token request runs first, so its own budget of the whole timeout ends with the check's deadline
+    let mut token_request = oauth.request.clone();
+    token_request.timeout = budget.total();
+    // the token request keeps its own deadline (and names the phase it ran out in); this bound is a backstop,
+    // e.g. for a caller that waits on another caller's fetch of the same token
+    let token = match tokio::time::timeout(budget.left() + BACKSTOP_GRACE, tokens.get(&token_request)).await {
+        Ok(Ok(token)) => token.token,
+        Ok(Err(e)) => {
+            let secrets = token_request.grant.secrets();
+            let message = Sanitizer::for_secrets(secrets).clean(&e.message, MAX_MESSAGE_CHARS);
+            return token_failure(e.step, e.reason, message, budget);
         }
-        return report;
+        Err(_) => {
+            let message = format!(
+                "the token request did not finish within {}; check that the token endpoint answers",
+                budget.describe()
+            );
+            return token_failure(Step::Token, Reason::TokenRequestFailed, message, budget);
+        }
+    };
+    request.credentials = Credentials::XOAuth2 { username: oauth.username.clone(), token: token.clone() };
+    let report = engine::run_within(&request, budget).await;
+    // a token the server refuses is not reused: the next check fetches a fresh one
+    if let Err(f) = &report.outcome
+        && f.reason == Reason::AuthenticationFailed
+    {
+        tokens.invalidate(&oauth.request, &token);
     }
-    engine::run(&request).await
+    report
 }
 
-fn token_failure(step: Step, reason: Reason, message: String, duration: Duration) -> Report {
+fn token_failure(step: Step, reason: Reason, message: String, budget: Budget) -> Report {
+    let duration = budget.total().saturating_sub(budget.left());
     Report {
         outcome: Err(Failure { step, reason, message, reply: None }),
         last_step: step,
@@ -40,6 +65,6 @@ fn token_failure(step: Step, reason: Reason, message: String, duration: Duration
         peer: None,
         step_durations: vec![(step, duration)],
         duration,
-        test_message_reply: None,
+        test_email: None,
     }
 }

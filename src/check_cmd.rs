@@ -108,7 +108,8 @@ async fn check(args: &CheckArgs) -> Result<bool, String> {
     }
     let report = crate::check::run(&plan, &crate::engine::token::TokenCache::new(), message).await;
     print_report(&report);
-    Ok(report.succeeded())
+    // a requested test email that failed fails the command, though the connectivity check passed
+    Ok(report.succeeded() && report.test_email_failure().is_none())
 }
 
 fn print_report(report: &engine::Report) {
@@ -136,8 +137,10 @@ fn print_report(report: &engine::Report) {
     if let Some(m) = report.auth_mechanism.as_ref().filter(|_| failed.is_none_or(|f| f.step > engine::Step::Auth)) {
         println!("  Authenticated with: {m}");
     }
-    if let Some(r) = &report.test_message_reply {
-        println!("  Test email accepted: {r}");
+    match &report.test_email {
+        Some(Ok(r)) => println!("  Test email accepted: {r}"),
+        Some(Err(f)) => println!("  Test email FAILED at {}: {}", f.step.as_str(), crate::status::failure_message(f)),
+        None => {}
     }
     match &report.outcome {
         Ok(()) => println!("Result: Succeeded in {} ms", report.duration.as_millis()),

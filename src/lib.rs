@@ -7,6 +7,7 @@
 //! - [`conditions`]: condition building and merging.
 //! - [`cli`], [`crdgen`], [`check_cmd`], [`telemetry`], [`duration`]: the binary's pieces.
 //! - [`crdgen`]: the CRD as YAML (`smtp-operator crd`, `crds/`).
+//! - [`vocabulary`]: the contract's steps, condition kinds and reasons.
 //! - [`policy`]: security building blocks (CIDRs, ports, host normalisation, Secret binding).
 //! - [`ratelimit`]: per-resource, per-namespace and global check rate limits.
 //! - [`relay`]: the SMTP relay (`smtp-operator relay`) and its `SmtpRelay` resource.
@@ -28,3 +29,4 @@ pub mod relay;
 pub mod status;
 pub mod telemetry;
 pub mod validate;
+pub mod vocabulary;

@@ -123,10 +123,12 @@ fn test_email(request: &str, result: TestEmailResult, time: Option<Timestamp>, m
 
 /// `status.testEmail` after a check that carried the test message.
 fn test_email_result(request: &str, report: &Report, now: Timestamp) -> TestEmailStatus {
-    let (result, message) = match (&report.outcome, &report.test_message_reply) {
-        (Ok(()), Some(reply)) => (TestEmailResult::Sent, reply.clone()),
+    let (result, message) = match (&report.outcome, &report.test_email) {
+        (Ok(()), Some(Ok(reply))) => (TestEmailResult::Sent, reply.clone()),
         (Ok(()), None) => (TestEmailResult::Failed, "not sent: spec.testEmail.to lists no recipient".into()),
-        (Err(f), _) => (TestEmailResult::Failed, format!("{}: {}", f.reason, failure_message(f))),
+        (Err(f), _) | (Ok(()), Some(Err(f))) => {
+            (TestEmailResult::Failed, format!("{}: {}", f.reason, failure_message(f)))
+        }
     };
     test_email(request, result, Some(now), message)
 }
@@ -275,7 +277,7 @@ mod tests {
             peer: Some("192.0.2.1:587".parse().unwrap()),
             step_durations: vec![],
             duration: Duration::from_millis(412),
-            test_message_reply: None,
+            test_email: None,
         }
     }
 

@@ -67,3 +67,44 @@ fn check_command_reports_and_exits_by_result() {
     assert_eq!(code, 2);
     assert!(err.contains("--configmap-file ca=PATH"), "{err}");
 }
+
+#[test]
+fn check_command_output_is_clean_against_a_hostile_server() {
+    const PW: &str = "hunter2-check-cmd-5e1f";
+    let peer = SmtpPeer::start(&[
+        "--tls",
+        "starttls",
+        "--auth",
+        "plain",
+        "--user",
+        "u",
+        "--password",
+        PW,
+        "--hostile",
+        "--hostile-bytes",
+        "50000",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yaml");
+    std::fs::write(&file, spec(peer.port)).unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, peer.ca_pem()).unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, PW).unwrap();
+    let (code, out, err) = run(&[
+        "-f",
+        file.to_str().unwrap(),
+        "--secret-file",
+        &format!("creds={}", pw.display()),
+        "--configmap-file",
+        &format!("ca={}", ca.display()),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Result: Failed (AuthenticationFailed)") && out.contains("<redacted>"), "{out}");
+    // a terminal shows nothing the server chose: no escape, no bare CR, no bidi or zero-width character
+    for c in ['\x1b', '\r', '\x01', '\u{202e}', '\u{2066}', '\u{200b}', '\u{feff}'] {
+        assert!(!out.contains(c) && !err.contains(c), "{c:?} in {out:?}");
+    }
+    assert!(out.lines().all(|l| l.chars().count() < 2000), "{out}");
+    assert!(!out.contains(PW) && !out.contains("hunter2"), "{out}");
+}

@@ -68,6 +68,15 @@ fn assert_failed(r: &Report, step: Step, reason: Reason) -> engine::Failure {
     f
 }
 
+/// Only the test email failed: the check itself passed and the failure is in `test_email`.
+#[track_caller]
+fn assert_test_email_failed(r: &Report, step: Step, reason: Reason) -> engine::Failure {
+    assert_ok(r);
+    let f = r.test_email_failure().cloned().expect("a failed test email");
+    assert_eq!((f.step, f.reason), (step, reason), "failure: {f:?}");
+    f
+}
+
 /// No credential in any text the report or the peer log carries.
 #[track_caller]
 fn assert_no_secret(r: &Report, peer: &SmtpPeer) {
@@ -244,7 +253,7 @@ async fn test_email_arrives_once_with_the_right_envelope_and_headers() {
     req.test_message = Some(test_message(&["ops@example.com"]));
     let r = run(&req).await;
     assert_ok(&r);
-    let reply = r.test_message_reply.as_deref().expect("final DATA reply");
+    let reply = r.test_email.clone().expect("a test email outcome").expect("final DATA reply");
     assert!(reply.starts_with("250 "), "{reply}");
     assert!(reply.contains("queued as TEST1"), "{reply}");
     let msgs = peer.events_of("message");
@@ -270,10 +279,9 @@ async fn rejected_recipient_is_recipient_rejected() {
     req.credentials = password(vec![], PASSWORD);
     req.test_message = Some(test_message(&["ops@example.com", "nobody@example.com"]));
     let r = run(&req).await;
-    let f = assert_failed(&r, Step::RcptTo, Reason::RecipientRejected);
+    let f = assert_test_email_failed(&r, Step::RcptTo, Reason::RecipientRejected);
     assert!(f.message.contains("nobody@example.com"), "{}", f.message);
     assert_eq!(f.reply.as_ref().map(|r| r.code), Some(550));
-    assert_eq!(r.test_message_reply, None);
     assert_eq!(peer.count("rcpt_to"), 2);
     assert_eq!(peer.count("message"), 0);
 }
@@ -283,14 +291,14 @@ async fn rejected_sender_and_message_are_reported() {
     let peer = SmtpPeer::start(&peer_args(&["--tls", "none", "--reject-mail"]));
     let mut req = request(peer.port, TlsMode::None);
     req.test_message = Some(test_message(&["ops@example.com"]));
-    let f = assert_failed(&run(&req).await, Step::MailFrom, Reason::SenderRejected);
+    let f = assert_test_email_failed(&run(&req).await, Step::MailFrom, Reason::SenderRejected);
     assert_eq!(f.reply.as_ref().map(|r| r.code), Some(553));
     assert_eq!(peer.count("rcpt_to"), 0);
 
     let peer = SmtpPeer::start(&peer_args(&["--tls", "none", "--reject-data"]));
     let mut req = request(peer.port, TlsMode::None);
     req.test_message = Some(test_message(&["ops@example.com"]));
-    let f = assert_failed(&run(&req).await, Step::Data, Reason::MessageRejected);
+    let f = assert_test_email_failed(&run(&req).await, Step::Data, Reason::MessageRejected);
     assert_eq!(f.reply.as_ref().map(|r| r.code), Some(554));
     assert_eq!(peer.count("message"), 1);
 }

@@ -120,7 +120,7 @@ mod tests {
             peer: None,
             step_durations: vec![],
             duration: Duration::from_millis(5),
-            test_message_reply: None,
+            test_email: None,
         }
     }
     fn reasons(notes: &[Note]) -> Vec<&str> {

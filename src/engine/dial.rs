@@ -4,10 +4,10 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use super::budget::Budget;
 use super::{DialPolicy, Failure, Reason, Step};
 
 fn fail(step: Step, reason: Reason, message: String) -> Failure {
@@ -37,20 +37,20 @@ pub(crate) fn check_port(policy: &DialPolicy, port: u16) -> Result<(), Failure> 
     ))
 }
 
-/// Resolves `host:port`, bounded by `timeout`.
-pub(crate) async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, Failure> {
+/// Resolves `host:port` within the budget.
+pub(crate) async fn resolve(host: &str, port: u16, budget: &Budget) -> Result<Vec<SocketAddr>, Failure> {
     let host = bare_host(host);
     // an IP literal needs no lookup (and must not be looked up)
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
-    match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
-        Err(_) => Err(fail(
+    match budget.run(tokio::net::lookup_host((host, port))).await {
+        Err(()) => Err(fail(
             Step::Resolve,
             Reason::DnsLookupFailed,
             format!(
                 "looking up {host} did not finish within {}; check the host name and the cluster's DNS",
-                crate::duration::format(timeout)
+                budget.describe()
             ),
         )),
         Ok(Err(e)) => Err(fail(
@@ -91,26 +91,27 @@ pub(crate) fn check_addresses(policy: &DialPolicy, host: &str, addrs: &[SocketAd
     Ok(())
 }
 
-/// Connects to the checked addresses in order; each attempt is bounded by `timeout`. Returns the stream and the
-/// address dialled, or the failure of the last attempt.
-pub(crate) async fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<(TcpStream, SocketAddr), Failure> {
+/// Connects to the checked addresses in order. Each attempt gets an equal share of the time left (the time
+/// left divided by the addresses not yet tried), so one address that black-holes cannot use up the budget of
+/// the others. Returns the stream and the address dialled, or the failure of the last attempt.
+pub(crate) async fn connect(addrs: &[SocketAddr], budget: &Budget) -> Result<(TcpStream, SocketAddr), Failure> {
     let mut last: Option<Failure> = None;
-    for &addr in addrs {
-        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+    for (i, &addr) in addrs.iter().enumerate() {
+        let share = budget.left() / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
+        match budget.run_capped(share, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => {
+                // commands are written in one piece each; do not let Nagle hold them for a delayed ACK
                 let _ = tcp.set_nodelay(true);
                 return Ok((tcp, addr));
             }
-            Ok(Err(e)) => last = Some(connect_error(addr, &e, timeout)),
-            Err(_) => {
-                last = Some(connect_error(addr, &io::Error::from(io::ErrorKind::TimedOut), timeout));
-            }
+            Ok(Err(e)) => last = Some(connect_error(addr, &e, budget)),
+            Err(()) => last = Some(connect_error(addr, &io::Error::from(io::ErrorKind::TimedOut), budget)),
         }
     }
     Err(last.unwrap_or_else(|| fail(Step::Connect, Reason::ConnectionFailed, "no address to connect to".into())))
 }
 
-fn connect_error(addr: SocketAddr, e: &io::Error, timeout: Duration) -> Failure {
+fn connect_error(addr: SocketAddr, e: &io::Error, budget: &Budget) -> Failure {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => fail(
             Step::Connect,
@@ -121,9 +122,9 @@ fn connect_error(addr: SocketAddr, e: &io::Error, timeout: Duration) -> Failure 
             Step::Connect,
             Reason::ConnectionTimedOut,
             format!(
-                "connecting to {addr} did not finish within {}; check spec.port and that a firewall lets the \
-                 operator reach the server",
-                crate::duration::format(timeout)
+                "connecting to {addr} did not finish within its share of {}; check spec.port and that a \
+                 firewall lets the operator reach the server",
+                budget.describe()
             ),
         ),
         _ => fail(
@@ -158,6 +159,31 @@ mod tests {
         assert!(check_addresses(&p, "h", &[ok]).is_ok());
         let f = check_addresses(&p, "h", &[ok, bad]).unwrap_err();
         assert_eq!(f.reason, Reason::DestinationNotAllowed);
+    }
+
+    /// What a name resolving to three black-holed addresses gives: listeners with backlog 0 whose accept queue
+    /// holds one unaccepted connection, so the kernel drops further SYNs (a real hang, on loopback).
+    #[tokio::test]
+    async fn three_black_holed_addresses_share_the_budget() {
+        let mut keep = Vec::new();
+        let mut addrs = Vec::new();
+        for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+            let listener = socket.listen(0).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let filler = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5)).unwrap();
+            keep.push((listener, filler));
+            addrs.push(addr);
+        }
+        let budget = Budget::new(std::time::Duration::from_secs(3));
+        let started = std::time::Instant::now();
+        let f = connect(&addrs, &budget).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(took <= std::time::Duration::from_secs(4), "took {took:?}");
+        assert_eq!((f.step, f.reason), (Step::Connect, Reason::ConnectionTimedOut), "{f:?}");
+        // each address had its share: the last one was tried too
+        assert!(f.message.contains(&addrs[2].to_string()), "{}", f.message);
     }
 
     #[test]

@@ -3,22 +3,36 @@
 //! `smtp-operator check`.
 //!
 //! Steps: resolve → policy on the resolved address → TCP connect → implicit TLS or plain → greeting → EHLO →
-//! STARTTLS → EHLO → AUTH → (test email: MAIL FROM, RCPT TO, DATA) → QUIT. Every step is bounded by
-//! [`CheckRequest::timeout`].
+//! STARTTLS → EHLO → AUTH → (test email: MAIL FROM, RCPT TO, DATA) → QUIT. The whole check runs within one
+//! [`Budget`] of [`CheckRequest::timeout`].
+//!
+//! Files: [`session`] runs the steps in order; `connection` holds the SMTP connection and the step errors;
+//! `starttls`, `sasl` (AUTH) and `test_email` are the steps; `credentials` builds every wire form of a
+//! credential; [`sanitize`] cleans everything a peer says; `dial`, `tls` and `stream` are the transport.
 
+pub mod budget;
+mod connection;
+mod credentials;
+mod diagnose;
 mod dial;
+mod ehlo;
 mod message;
+mod progress;
 pub mod reason;
 mod reply;
+pub mod sanitize;
 mod sasl;
 pub mod secret;
-mod session;
+pub(crate) mod session;
+mod starttls;
 mod stream;
+pub(crate) mod test_email;
 mod tls;
 pub mod token;
 pub mod upstream;
 
-pub use reason::{Reason, Step};
+pub use crate::vocabulary::{Reason, Step};
+pub use budget::Budget;
 pub use secret::SecretValue;
 // The CIDR maths lives with its parser in `policy` (pure, no Kubernetes); the dial policy uses it.
 pub use crate::policy::IpNet;
@@ -109,7 +123,7 @@ pub struct CheckRequest {
     pub credentials: Credentials,
     /// Name sent in EHLO.
     pub helo_name: String,
-    /// Bound for every single network step.
+    /// The budget of the whole check (docs/operations.md): every step gets what is left of it.
     pub timeout: Duration,
     pub policy: DialPolicy,
     /// Send this message after AUTH (a test email); `None` = just QUIT.
@@ -137,7 +151,8 @@ pub struct Failure {
 /// The result of a check.
 #[derive(Clone, Debug)]
 pub struct Report {
-    /// `Ok` when every step passed.
+    /// The connectivity check: `Ok` when connect, TLS and AUTH passed. Never a failure of the test email
+    /// (see [`Report::test_email`]).
     pub outcome: Result<(), Failure>,
     /// The furthest step reached (the failing one, or `Quit`).
     pub last_step: Step,
@@ -152,20 +167,33 @@ pub struct Report {
     /// Time spent per step, in order.
     pub step_durations: Vec<(Step, Duration)>,
     pub duration: Duration,
-    /// With a test message: the final reply to DATA (e.g. "250 2.0.0 OK queued as 1A2B") when it was accepted.
-    pub test_message_reply: Option<String>,
+    /// The test email, when one was asked for and the connectivity check passed: `Ok` with the final reply to
+    /// DATA (e.g. "250 2.0.0 OK queued as 1A2B"), or the failure of MAIL FROM, RCPT TO or DATA (a rejection,
+    /// a timeout, a dropped connection). `None` when none was asked for or the check failed before it.
+    pub test_email: Option<Result<String, Failure>>,
 }
 
 impl Report {
-    /// True when every step passed.
+    /// True when the connectivity check passed (whatever became of the test email).
     pub fn succeeded(&self) -> bool {
         self.outcome.is_ok()
     }
+
+    /// The failure of the test email, if it was attempted and failed.
+    pub fn test_email_failure(&self) -> Option<&Failure> {
+        self.test_email.as_ref().and_then(|r| r.as_ref().err())
+    }
 }
 
-/// Runs one check. Never panics; every failure is a [`Failure`] in the report.
+/// Runs one check within a budget of [`CheckRequest::timeout`]. Never panics; every failure is a [`Failure`]
+/// in the report.
 pub async fn run(request: &CheckRequest) -> Report {
-    let mut progress = session::Progress::new();
-    let outcome = session::check(request, &mut progress).await;
+    run_within(request, Budget::new(request.timeout)).await
+}
+
+/// Runs one check within what is left of `budget` (e.g. after the token request of the same check).
+pub async fn run_within(request: &CheckRequest, budget: Budget) -> Report {
+    let mut progress = progress::Progress::new();
+    let outcome = session::check(request, budget, &mut progress).await;
     progress.into_report(outcome)
 }

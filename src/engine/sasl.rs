@@ -1,6 +1,6 @@
 //! SASL over SMTP AUTH: PLAIN, LOGIN and XOAUTH2.
 //!
-//! Written on top of lettre's `AsyncSmtpConnection::command` with our own command types instead of lettre's
+//! Written on top of lettre's `AsyncConnectionConnection::command` with our own command types instead of lettre's
 //! `auth()`: lettre's XOAUTH2 always sends the initial response inline (no 512-byte fallback, no handling of
 //! the failure challenge that carries the JSON error), and its `Credentials` are plain `String`s. Here every
 //! credential stays a [`SecretValue`] until the line is written, and the server's replies are masked before
@@ -12,8 +12,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use lettre::transport::smtp::response::Response;
 
+use super::connection::{Connection, StepError};
+use super::credentials::{Line, SecretLine, b64 as base64_of, plain_payload, xoauth2_payload};
 use super::reply::display;
-use super::session::{Smtp, StepError};
 use super::{Credentials, Failure, PasswordMechanism, Reason, Reply, SecretValue, Step};
 
 /// RFC 5321 command line limit (including CRLF); a longer inline AUTH line may be cut or refused.
@@ -37,61 +38,6 @@ impl Mechanism {
     }
 }
 
-/// One command line with credential material; zeroed on drop. `Display` writes the line plus CRLF (what
-/// lettre's `command` sends).
-struct SecretLine(String);
-
-impl fmt::Display for SecretLine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}\r\n", self.0)
-    }
-}
-
-impl Drop for SecretLine {
-    fn drop(&mut self) {
-        let mut b = std::mem::take(&mut self.0).into_bytes();
-        b.iter_mut().for_each(|x| *x = 0);
-    }
-}
-
-/// A plain command line without credentials.
-struct Line(&'static str);
-
-impl fmt::Display for Line {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}\r\n", self.0)
-    }
-}
-
-fn b64_secret(bytes: &[u8]) -> SecretValue {
-    SecretValue::new(B64.encode(bytes))
-}
-
-/// The XOAUTH2 initial response: base64 of `user=<username>\x01auth=Bearer <token>\x01\x01`.
-pub(crate) fn xoauth2_payload(username: &str, token: &SecretValue) -> SecretValue {
-    let mut raw = Vec::with_capacity(username.len() + token.expose().len() + 20);
-    raw.extend_from_slice(b"user=");
-    raw.extend_from_slice(username.as_bytes());
-    raw.extend_from_slice(b"\x01auth=Bearer ");
-    raw.extend_from_slice(token.expose());
-    raw.extend_from_slice(b"\x01\x01");
-    let out = b64_secret(&raw);
-    raw.iter_mut().for_each(|b| *b = 0);
-    out
-}
-
-/// PLAIN: base64 of `\0username\0password` (no authorisation identity).
-pub(crate) fn plain_payload(username: &str, password: &SecretValue) -> SecretValue {
-    let mut raw = Vec::with_capacity(username.len() + password.expose().len() + 2);
-    raw.push(0);
-    raw.extend_from_slice(username.as_bytes());
-    raw.push(0);
-    raw.extend_from_slice(password.expose());
-    let out = b64_secret(&raw);
-    raw.iter_mut().for_each(|b| *b = 0);
-    out
-}
-
 /// Summarises the JSON error of an XOAUTH2 failure challenge (`{"status":"401","schemes":"Bearer",...}`):
 /// only the known, non-secret fields.
 pub(crate) fn describe_xoauth2_error(challenge_b64: &str) -> Option<String> {
@@ -105,7 +51,7 @@ pub(crate) fn describe_xoauth2_error(challenge_b64: &str) -> Option<String> {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            let s: String = s.chars().filter(|c| !c.is_control()).take(100).collect();
+            let s: String = s.chars().filter(|&c| !super::sanitize::is_stripped(c)).take(100).collect();
             parts.push(format!("{key} {s}"));
         }
     }
@@ -183,7 +129,7 @@ fn auth_failed(reply: Reply, mechanism: Mechanism, hint: &str) -> Failure {
     }
 }
 
-fn unexpected(smtp: &Smtp, r: &Response, mechanism: Mechanism, waiting_for: &str) -> Failure {
+fn unexpected(smtp: &Connection, r: &Response, mechanism: Mechanism, waiting_for: &str) -> Failure {
     let reply = smtp.reply_of(r);
     Failure {
         step: Step::Auth,
@@ -199,7 +145,7 @@ fn code(r: &Response) -> u16 {
 
 /// Runs the AUTH exchange for `mechanism`.
 pub(crate) async fn authenticate(
-    smtp: &mut Smtp,
+    smtp: &mut Connection,
     credentials: &Credentials,
     mechanism: Mechanism,
 ) -> Result<(), Failure> {
@@ -208,19 +154,19 @@ pub(crate) async fn authenticate(
         (Credentials::Password { username, password, .. }, Mechanism::Plain) => {
             let payload = plain_payload(username, password);
             let b64 = payload.expose_str().unwrap_or_default();
-            let inline = SecretLine(format!("AUTH PLAIN {b64}"));
-            let r = if inline.0.len() + 2 > MAX_COMMAND_LINE {
+            let inline = SecretLine::new(format!("AUTH PLAIN {b64}"));
+            let r = if inline.wire_len() > MAX_COMMAND_LINE {
                 // too long for one line: initial response after the empty challenge (RFC 4954)
                 let r = step(smtp, Line("AUTH PLAIN"), mechanism, PASSWORD_HINT).await?;
                 if code(&r) != 334 {
                     return Err(unexpected(smtp, &r, mechanism, "334"));
                 }
-                step(smtp, SecretLine(b64.to_owned()), mechanism, PASSWORD_HINT).await?
+                step(smtp, SecretLine::new(b64.to_owned()), mechanism, PASSWORD_HINT).await?
             } else {
                 let r = step(smtp, inline, mechanism, PASSWORD_HINT).await?;
                 if code(&r) == 334 {
                     // the server wants the response on its own line
-                    step(smtp, SecretLine(b64.to_owned()), mechanism, PASSWORD_HINT).await?
+                    step(smtp, SecretLine::new(b64.to_owned()), mechanism, PASSWORD_HINT).await?
                 } else {
                     r
                 }
@@ -232,14 +178,14 @@ pub(crate) async fn authenticate(
             if code(&r) != 334 {
                 return Err(unexpected(smtp, &r, mechanism, "334 (username challenge)"));
             }
-            let user = SecretLine(B64.encode(username.as_bytes()));
+            let user = SecretLine::new(base64_of(username.as_bytes()).expose_str().unwrap_or_default().to_owned());
             let r = step(smtp, user, mechanism, PASSWORD_HINT).await?;
             if code(&r) != 334 {
                 return Err(unexpected(smtp, &r, mechanism, "334 (password challenge)"));
             }
-            let pass = b64_secret(password.expose());
-            let r = step(smtp, SecretLine(pass.expose_str().unwrap_or_default().to_owned()), mechanism, PASSWORD_HINT)
-                .await?;
+            let pass = base64_of(password.expose());
+            let line = SecretLine::new(pass.expose_str().unwrap_or_default().to_owned());
+            let r = step(smtp, line, mechanism, PASSWORD_HINT).await?;
             expect_235(smtp, &r, mechanism)
         }
         (Credentials::XOAuth2 { username, token }, Mechanism::XOAuth2) => xoauth2(smtp, username, token).await,
@@ -252,12 +198,17 @@ pub(crate) async fn authenticate(
     }
 }
 
-fn expect_235(smtp: &Smtp, r: &Response, mechanism: Mechanism) -> Result<(), Failure> {
+fn expect_235(smtp: &Connection, r: &Response, mechanism: Mechanism) -> Result<(), Failure> {
     if code(r) == 235 { Ok(()) } else { Err(unexpected(smtp, r, mechanism, "235 (authentication succeeded)")) }
 }
 
 /// Sends one AUTH line; a negative reply becomes AuthenticationFailed.
-async fn step(smtp: &mut Smtp, line: impl fmt::Display, mechanism: Mechanism, hint: &str) -> Result<Response, Failure> {
+async fn step(
+    smtp: &mut Connection,
+    line: impl fmt::Display,
+    mechanism: Mechanism,
+    hint: &str,
+) -> Result<Response, Failure> {
     match smtp.cmd(Step::Auth, line).await {
         Ok(r) => Ok(r),
         Err(StepError::Rejected(reply)) => Err(auth_failed(reply, mechanism, hint)),
@@ -268,13 +219,13 @@ async fn step(smtp: &mut Smtp, line: impl fmt::Display, mechanism: Mechanism, hi
 const XOAUTH2_HINT: &str = "check spec.auth.oauth2.username (the mailbox) and that the OAuth2 client may send \
                             mail as it (e.g. SMTP.Send permission or the mail scope)";
 
-async fn xoauth2(smtp: &mut Smtp, username: &str, token: &SecretValue) -> Result<(), Failure> {
+async fn xoauth2(smtp: &mut Connection, username: &str, token: &SecretValue) -> Result<(), Failure> {
     let m = Mechanism::XOAuth2;
     let payload = xoauth2_payload(username, token);
     let b64 = payload.expose_str().unwrap_or_default();
-    let inline = SecretLine(format!("AUTH XOAUTH2 {b64}"));
+    let inline = SecretLine::new(format!("AUTH XOAUTH2 {b64}"));
 
-    let mut r = if inline.0.len() + 2 > MAX_COMMAND_LINE {
+    let mut r = if inline.wire_len() > MAX_COMMAND_LINE {
         drop(inline);
         two_step(smtp, b64).await?
     } else {
@@ -308,35 +259,18 @@ async fn xoauth2(smtp: &mut Smtp, username: &str, token: &SecretValue) -> Result
 }
 
 /// `AUTH XOAUTH2` alone, the empty 334 challenge, then the initial response on its own line.
-async fn two_step(smtp: &mut Smtp, b64: &str) -> Result<Response, Failure> {
+async fn two_step(smtp: &mut Connection, b64: &str) -> Result<Response, Failure> {
     let m = Mechanism::XOAuth2;
     let r = step(smtp, Line("AUTH XOAUTH2"), m, XOAUTH2_HINT).await?;
     if code(&r) != 334 {
         return Err(unexpected(smtp, &r, m, "334 (empty challenge)"));
     }
-    step(smtp, SecretLine(b64.to_owned()), m, XOAUTH2_HINT).await
+    step(smtp, SecretLine::new(b64.to_owned()), m, XOAUTH2_HINT).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn xoauth2_encoding() {
-        let p =
-            xoauth2_payload("someuser@example.com", &SecretValue::new("ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"));
-        // the example from Google's XOAUTH2 documentation
-        assert_eq!(
-            p.expose_str().unwrap(),
-            "dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ=="
-        );
-    }
-
-    #[test]
-    fn plain_encoding() {
-        let p = plain_payload("tim", &SecretValue::new("tanstaaftanstaaf"));
-        assert_eq!(p.expose_str().unwrap(), B64.encode(b"\0tim\0tanstaaftanstaaf"));
-    }
 
     #[test]
     fn xoauth2_error_summary_keeps_known_fields_only() {

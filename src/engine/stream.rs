@@ -3,7 +3,7 @@
 //! [`DeadlineStream`] is what lettre's `AsyncSmtpConnection` reads and writes. It wraps the TCP stream or the
 //! tokio-rustls stream on top of it and adds what the engine needs:
 //!
-//! - a per-I/O deadline: every read, write or flush that makes no progress within `timeout` fails with
+//! - the check's deadline ([`Budget`]): a read, write or flush still pending at the deadline fails with
 //!   `io::ErrorKind::TimedOut` (lettre has no timeout of its own for a transport it did not open);
 //! - in-place upgrade plain → TLS through a shared [`StreamHandle`], so STARTTLS is sent through lettre while
 //!   the handshake is done by the engine on the raw TCP (to learn the version and get typed rustls errors);
@@ -19,12 +19,14 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_rustls::client::TlsStream;
+
+use super::budget::Budget;
 
 /// Longest reply line accepted (RFC 5321 allows 512; servers exceed it, so be generous but bounded).
 pub(crate) const MAX_LINE_BYTES: usize = 8 * 1024;
@@ -55,6 +57,8 @@ struct Stats {
 struct Shared {
     transport: Transport,
     stats: Stats,
+    /// Renewable (a relay's upstream session gives each command its own budget).
+    budget: Budget,
 }
 
 /// A handle on the stream lettre owns: upgrade it to TLS, read the capture and statistics.
@@ -64,7 +68,6 @@ pub(crate) struct StreamHandle(Arc<Mutex<Shared>>);
 /// The stream given to lettre (see the module docs).
 pub(crate) struct DeadlineStream {
     shared: Arc<Mutex<Shared>>,
-    timeout: Duration,
     peer: SocketAddr,
     read_deadline: Option<Pin<Box<Sleep>>>,
     write_deadline: Option<Pin<Box<Sleep>>>,
@@ -76,10 +79,9 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 }
 
 impl DeadlineStream {
-    pub(crate) fn new(transport: Transport, peer: SocketAddr, timeout: Duration) -> (Self, StreamHandle) {
-        let shared = Arc::new(Mutex::new(Shared { transport, stats: Stats::default() }));
-        let stream =
-            DeadlineStream { shared: shared.clone(), timeout, peer, read_deadline: None, write_deadline: None };
+    pub(crate) fn new(transport: Transport, peer: SocketAddr, budget: Budget) -> (Self, StreamHandle) {
+        let shared = Arc::new(Mutex::new(Shared { transport, stats: Stats::default(), budget }));
+        let stream = DeadlineStream { shared: shared.clone(), peer, read_deadline: None, write_deadline: None };
         (stream, StreamHandle(shared))
     }
 }
@@ -128,9 +130,14 @@ impl StreamHandle {
     }
 
     /// A second stream on the same connection (to stream a message body after DATA while lettre reads the
-    /// replies); same per-I/O deadline.
-    pub(crate) fn writer(&self, peer: SocketAddr, timeout: Duration) -> DeadlineStream {
-        DeadlineStream { shared: self.0.clone(), timeout, peer, read_deadline: None, write_deadline: None }
+    /// replies); same budget.
+    pub(crate) fn writer(&self, peer: SocketAddr) -> DeadlineStream {
+        DeadlineStream { shared: self.0.clone(), peer, read_deadline: None, write_deadline: None }
+    }
+
+    /// Replaces the budget for the I/O that follows.
+    pub(crate) fn set_budget(&self, budget: Budget) {
+        lock(&self.0).budget = budget;
     }
 
     /// True when a reply line exceeded [`MAX_LINE_BYTES`].
@@ -141,7 +148,7 @@ impl StreamHandle {
 
 impl fmt::Debug for DeadlineStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeadlineStream").field("peer", &self.peer).field("timeout", &self.timeout).finish()
+        f.debug_struct("DeadlineStream").field("peer", &self.peer).finish()
     }
 }
 
@@ -149,25 +156,22 @@ fn gone() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "the connection is being upgraded to TLS or was lost")
 }
 
-fn timed_out(what: &str, timeout: Duration) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        format!("no progress on {what} within {}", crate::duration::format(timeout)),
-    )
+fn timed_out(what: &str, budget: &Budget) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("{what} was still pending when {} ran out", budget.describe()))
 }
 
 /// Polls the deadline `slot` (arming it when empty). Ready(err) when it expired.
 fn poll_deadline(
     slot: &mut Option<Pin<Box<Sleep>>>,
-    timeout: Duration,
+    budget: &Budget,
     cx: &mut Context<'_>,
     what: &str,
 ) -> Poll<io::Error> {
-    let sleep = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+    let sleep = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(budget.deadline())));
     match sleep.as_mut().poll(cx) {
         Poll::Ready(()) => {
             *slot = None;
-            Poll::Ready(timed_out(what, timeout))
+            Poll::Ready(timed_out(what, budget))
         }
         Poll::Pending => Poll::Pending,
     }
@@ -218,7 +222,12 @@ impl AsyncRead for DeadlineStream {
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                match poll_deadline(&mut this.read_deadline, this.timeout, cx, "reading from the server") {
+                match poll_deadline(
+                    &mut this.read_deadline,
+                    &lock(&this.shared).budget.clone(),
+                    cx,
+                    "reading from the server",
+                ) {
                     Poll::Ready(e) => Poll::Ready(Err(e)),
                     Poll::Pending => Poll::Pending,
                 }
@@ -242,7 +251,12 @@ impl DeadlineStream {
                 self.write_deadline = None;
                 Poll::Ready(r)
             }
-            Poll::Pending => match poll_deadline(&mut self.write_deadline, self.timeout, cx, "writing to the server") {
+            Poll::Pending => match poll_deadline(
+                &mut self.write_deadline,
+                &lock(&self.shared).budget.clone(),
+                cx,
+                "writing to the server",
+            ) {
                 Poll::Ready(e) => Poll::Ready(Err(e)),
                 Poll::Pending => Poll::Pending,
             },
@@ -296,13 +310,14 @@ impl lettre::transport::smtp::client::AsyncTokioStream for DeadlineStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn pair(timeout: Duration) -> (DeadlineStream, StreamHandle, TcpStream) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let (c, s) = tokio::join!(TcpStream::connect(addr), l.accept());
-        let (st, h) = DeadlineStream::new(Transport::Plain(c.unwrap()), addr, timeout);
+        let (st, h) = DeadlineStream::new(Transport::Plain(c.unwrap()), addr, Budget::new(timeout));
         (st, h, s.unwrap().0)
     }
 

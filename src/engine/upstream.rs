@@ -1,17 +1,21 @@
 //! An upstream session that carries mail for the relay (src/relay/): the same steps as a check (port and
-//! address policy, connect, TLS as configured, EHLO, AUTH) through [`super::session`], then MAIL, RCPT, DATA on
-//! the kept connection. The message body is streamed: the caller hands over lines as they arrive.
+//! address policy, connect, TLS as configured, EHLO, AUTH) through [`super::session::establish`], then MAIL,
+//! RCPT, DATA on the kept [`Connection`]. The message body is streamed: the caller hands over lines as they
+//! arrive. Connecting and AUTH share one budget of `CheckRequest::timeout`; each later command gets its own.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use lettre::Address;
-use lettre::transport::smtp::commands::{Data, Mail, Quit, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 use tokio::io::AsyncWriteExt;
 
-use super::session::{self, Smtp, StepError};
+use super::budget::Budget;
+use super::connection::{Connection, StepError};
+use super::progress::Progress;
+use super::session;
 use super::stream::DeadlineStream;
 use super::{CheckRequest, Failure, Reason, Reply, Step};
 
@@ -26,8 +30,9 @@ pub enum UpstreamError {
 
 /// An authenticated upstream session.
 pub struct Upstream {
-    smtp: Smtp,
+    conn: Connection,
     peer: SocketAddr,
+    timeout: Duration,
     body: Option<DeadlineStream>,
     /// The mechanism AUTH used, if any.
     pub auth_mechanism: Option<String>,
@@ -37,12 +42,9 @@ pub struct Upstream {
 pub async fn open(req: &CheckRequest) -> Result<Upstream, Failure> {
     let mut req = req.clone();
     req.test_message = None;
-    let mut p = session::Progress::new();
-    p.keep_open = true;
-    session::check(&req, &mut p).await?;
-    let smtp = p.session.take();
-    let report = p.into_report(Ok(()));
-    let (Some(smtp), Some(peer)) = (smtp, report.peer) else {
+    let mut p = Progress::new();
+    let conn = session::establish(&req, Budget::new(req.timeout), &mut p).await?;
+    let Some(peer) = p.peer else {
         return Err(Failure {
             step: Step::Connect,
             reason: Reason::ConnectionFailed,
@@ -50,13 +52,13 @@ pub async fn open(req: &CheckRequest) -> Result<Upstream, Failure> {
             reply: None,
         });
     };
-    Ok(Upstream { smtp, peer, body: None, auth_mechanism: report.auth_mechanism })
+    Ok(Upstream { conn, peer, timeout: req.timeout, body: None, auth_mechanism: p.auth_mechanism.take() })
 }
 
 impl Upstream {
     fn positive(&self, r: Result<Response, StepError>) -> Result<Reply, UpstreamError> {
         match r {
-            Ok(resp) => Ok(self.smtp.reply_of(&resp)),
+            Ok(resp) => Ok(self.conn.reply_of(&resp)),
             Err(StepError::Rejected(reply)) => Err(UpstreamError::Rejected(reply)),
             Err(StepError::Broken(f)) => Err(UpstreamError::Broken(f.message)),
         }
@@ -69,7 +71,8 @@ impl Upstream {
             Err(e) => return Err(UpstreamError::Rejected(Reply { code: 553, text: format!("5.1.7 {e}") })),
         };
         let params = if eight_bit { vec![MailParameter::Body(MailBodyParameter::EightBitMime)] } else { vec![] };
-        let r = self.smtp.cmd(Step::MailFrom, Mail::new(from, params)).await;
+        self.conn.renew_budget(self.timeout);
+        let r = self.conn.cmd(Step::MailFrom, Mail::new(from, params)).await;
         self.positive(r)
     }
 
@@ -78,42 +81,47 @@ impl Upstream {
         let to = to
             .parse::<Address>()
             .map_err(|e| UpstreamError::Rejected(Reply { code: 553, text: format!("5.1.3 {e}") }))?;
-        let r = self.smtp.cmd(Step::RcptTo, Rcpt::new(to, vec![])).await;
+        self.conn.renew_budget(self.timeout);
+        let r = self.conn.cmd(Step::RcptTo, Rcpt::new(to, vec![])).await;
         self.positive(r)
     }
 
     /// `DATA`; on `354` the body can follow through [`Upstream::body_line`].
     pub async fn data(&mut self) -> Result<Reply, UpstreamError> {
-        let r = self.smtp.cmd(Step::Data, Data).await;
+        self.conn.renew_budget(self.timeout);
+        let r = self.conn.cmd(Step::Data, Data).await;
         let reply = self.positive(r)?;
-        self.body = Some(self.smtp.handle.writer(self.peer, self.smtp.timeout));
+        self.body = Some(self.conn.handle.writer(self.peer));
         Ok(reply)
     }
 
     /// Writes body bytes as they go on the wire (CRLF lines, already dot-stuffed).
     pub async fn body_line(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
+        self.conn.renew_budget(self.timeout);
         let Some(w) = self.body.as_mut() else { return Err(UpstreamError::Broken("DATA was not accepted".into())) };
         w.write_all(bytes).await.map_err(|e| UpstreamError::Broken(format!("writing the message upstream: {e}")))
     }
 
     /// Ends the body (`.`) and returns the upstream's final reply.
     pub async fn end_data(&mut self) -> Result<Reply, UpstreamError> {
+        self.conn.renew_budget(self.timeout);
         let Some(mut w) = self.body.take() else { return Err(UpstreamError::Broken("DATA was not accepted".into())) };
         w.write_all(b".\r\n").await.map_err(|e| UpstreamError::Broken(format!("ending the message upstream: {e}")))?;
         w.flush().await.map_err(|e| UpstreamError::Broken(format!("ending the message upstream: {e}")))?;
-        let r = tokio::time::timeout(self.smtp.timeout, self.smtp.conn.read_response()).await;
-        let r = self.smtp.map(Step::Data, r);
+        let r = self.conn.read_reply(Step::Data).await;
         self.positive(r)
     }
 
     /// `RSET`, to reuse the session for the next transaction.
     pub async fn rset(&mut self) -> Result<Reply, UpstreamError> {
-        let r = self.smtp.cmd(Step::Quit, Rset).await;
+        self.conn.renew_budget(self.timeout);
+        let r = self.conn.cmd(Step::Quit, Rset).await;
         self.positive(r)
     }
 
     /// `QUIT` without caring for the answer.
     pub async fn quit(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.smtp.conn.command(Quit)).await;
+        self.conn.renew_budget(Duration::from_secs(5));
+        self.conn.quit().await;
     }
 }

@@ -327,6 +327,24 @@ def create_app(default_expires_in):
         return Response(json.dumps({"access_token": "x" * 200_000, "token_type": "Bearer"}),
                         status=200, content_type="application/json")
 
+    @app.post("/hang")
+    def hang():
+        # accepts the request and never answers (until the server stops): clients must bound their wait
+        event(event="hang", path=request.path)
+        threading.Event().wait(600)
+        return Response("", status=504)
+
+    @app.post("/hostile")
+    def hostile():
+        # an error answer written to attack whoever displays it: ANSI escapes, CR/LF, bidi overrides,
+        # zero-width characters, the client secret echoed split by a control character, ~60 KB of text
+        secret = request.form.get("client_secret", "")
+        split = secret[:3] + "\x01" + secret[3:]
+        desc = ("\x1b[2J\x1b[31mALERT\x1b[0m\r\nInjected: line\u202eevil\u202c \u2066iso\u2069 zero\u200bwidth "
+                "\ufeff secret=" + split + " " + "A" * 60_000)
+        return Response(json.dumps({"error": "invalid_client\x1b[0m\u202e", "error_description": desc}),
+                        status=401, content_type="application/json")
+
     @app.post("/introspect")
     def introspect():
         resp = server.create_endpoint_response(IntrospectionEndpoint.ENDPOINT_NAME)

@@ -10,6 +10,8 @@ Flags:
   --no-starttls                  with --tls starttls: do not offer STARTTLS (AUTH is then offered in plain text,
                                  so a client that falls back would be caught)
   --tls-max 1.2                  highest TLS version the server speaks (default: 1.3)
+  --tls-no-alert                 a failed handshake just closes the connection, without the TLS alert (as many
+                                 servers and middleboxes do)
   --ca private                   generate a fresh CA + server certificate at start (the default with TLS)
   --ca-out PATH                  where to write the CA PEM (default: a file next to --events or in a temp dir)
   --wrong-name                   the server certificate is for "wrong.invalid" only (no 127.0.0.1/localhost)
@@ -20,6 +22,13 @@ Flags:
   --reject-rcpt [ADDR]           reject RCPT TO (all recipients, or only ADDR) with 550
   --reject-mail                  reject MAIL FROM with 553
   --reject-data                  reject the message after DATA with 554
+  --stall-data                   never answer the message after DATA (the client must give up on its own)
+  --greeting-drip SECONDS        no SMTP at all: every connection gets a greeting that never ends, one byte per
+                                 SECONDS (a server that is alive but far too slow)
+  --hostile                      AUTH PLAIN/LOGIN answers a ~1 MB multi-line 535 written to attack whoever
+                                 displays it: ANSI escapes, a bare CR, bidi overrides, zero-width characters, and
+                                 the password and the client's base64 response echoed (the password split by \x01)
+  --hostile-bytes N              size of that reply (default 1000000; SMTP clients cap a reply at about 100 KB)
   --data-delay SECONDS           record the message at once but answer DATA only after SECONDS (a client killed
                                  meanwhile has handed the message over without learning the reply)
   --drop-after-data              close the connection after the message instead of answering it
@@ -67,8 +76,6 @@ def _send_tls_alerts_on_handshake_failure():
 
     sslproto.SSLProtocol._on_handshake_complete = on_handshake_complete
 
-
-_send_tls_alerts_on_handshake_failure()
 
 
 class Events:
@@ -146,6 +153,8 @@ class Handler:
             body=body.get_content() if body is not None else "",
             rejected=bool(self.args.reject_data or self.args.drop_after_data),
         )
+        if self.args.stall_data:
+            await asyncio.sleep(3600)
         if self.args.data_delay > 0:
             await asyncio.sleep(self.args.data_delay)
         if self.args.drop_after_data:
@@ -196,11 +205,82 @@ class Handler:
         return AuthResult(success=False, handled=True)
 
 
+def hostile_reply(password, client_b64, size):
+    """The --hostile 535: a multi-line reply of about `size` bytes (--hostile-bytes)."""
+    split = password[:3] + "\x01" + password[3:] if password else ""
+    lines = [
+        "5.7.8 \x1b[2J\x1b[31mALERT\x1b[0m bare\rCR",
+        "5.7.8 \u202eevil bidi\u202c \u2066isolate\u2069 zero\u200bwidth \ufeffbom",
+        "5.7.8 you said " + split,
+        "5.7.8 you sent " + (client_b64 or ""),
+    ]
+    lines += ["5.7.8 " + "x" * 900] * max(1, size // 910)
+    out = "".join("535-%s\r\n" % l for l in lines[:-1]) + "535 %s\r\n" % lines[-1]
+    return out.encode("utf-8")
+
+
+class HostileHandler(Handler):
+    """--hostile: PLAIN and LOGIN always fail with hostile_reply()."""
+
+    async def auth_PLAIN(self, server, args):
+        sent = args[1] if len(args) > 1 else None
+        if sent is None:
+            sent = await server.challenge_auth("", encode_to_b64=False)
+            sent = base64.b64encode(sent).decode() if isinstance(sent, bytes) else ""
+        return await self._refuse(server, "PLAIN", sent)
+
+    async def auth_LOGIN(self, server, args):
+        user = await server.challenge_auth("Username:")
+        pw = await server.challenge_auth("Password:")
+        sent = base64.b64encode(pw).decode() if isinstance(pw, bytes) else ""
+        return await self._refuse(server, "LOGIN", sent)
+
+    async def _refuse(self, server, mechanism, sent):
+        self.events.emit("auth", mechanism=mechanism, user=None, success=False, hostile=True)
+        server._writer.write(hostile_reply(self.args.password, sent, self.args.hostile_bytes))
+        await server._writer.drain()
+        return AuthResult(success=False, handled=True)
+
+
+async def drip_greeting(reader, writer, interval, events):
+    """--greeting-drip: a greeting line that never ends, one byte per interval."""
+    events.emit("connect")
+    data = b"220-" + b"slow" * 10_000
+    try:
+        for i in range(len(data)):
+            writer.write(data[i:i + 1])
+            await writer.drain()
+            await asyncio.sleep(interval)
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        try:
+            writer.close()
+        except RuntimeError:  # the loop is closing (SIGTERM)
+            pass
+
+
+def serve_drip(args, events):
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    server = loop.run_until_complete(asyncio.start_server(
+        lambda r, w: drip_greeting(r, w, args.greeting_drip, events), host=args.host, port=args.port))
+    sys.stdout.write(json.dumps({"port": server.sockets[0].getsockname()[1], "ca_pem_path": None}) + "\n")
+    sys.stdout.flush()
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    loop.run_until_complete(stop)
+    server.close()
+    loop.close()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tls", choices=["none", "starttls", "implicit"], default="starttls")
     p.add_argument("--no-starttls", action="store_true")
     p.add_argument("--tls-max", choices=["1.2", "1.3"], default="1.3")
+    p.add_argument("--tls-no-alert", action="store_true")
     p.add_argument("--ca", choices=["private"], default="private")
     p.add_argument("--ca-out")
     p.add_argument("--wrong-name", action="store_true")
@@ -212,6 +292,10 @@ def main():
     p.add_argument("--reject-rcpt", nargs="?", const="*", default=None)
     p.add_argument("--reject-mail", action="store_true")
     p.add_argument("--reject-data", action="store_true")
+    p.add_argument("--stall-data", action="store_true")
+    p.add_argument("--greeting-drip", type=float)
+    p.add_argument("--hostile", action="store_true")
+    p.add_argument("--hostile-bytes", type=int, default=1_000_000)
     p.add_argument("--data-delay", type=float, default=0.0)
     p.add_argument("--drop-after-data", action="store_true")
     p.add_argument("--events")
@@ -219,12 +303,16 @@ def main():
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (e.g. the test node's gateway)")
     p.add_argument("--verbose", action="store_true", help="aiosmtpd/asyncio logs on stderr")
     args = p.parse_args()
+    if not args.tls_no_alert:
+        _send_tls_alerts_on_handshake_failure()
 
     # Expected failures (refused handshakes, dropped connections) would otherwise print tracebacks into the
     # test output.
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.CRITICAL)
 
     events = Events(args.events)
+    if args.greeting_drip:
+        return serve_drip(args, events)
     mechs = {m.strip().upper() for m in args.auth.split(",") if m.strip()}
     unknown = mechs - {"PLAIN", "LOGIN", "XOAUTH2"}
     if unknown:
@@ -261,7 +349,7 @@ def main():
         # handled=False: aiosmtpd answers a failure with "535 5.7.8 Authentication credentials invalid"
         return AuthResult(success=ok, handled=False)
 
-    handler = Handler(args, events)
+    handler = (HostileHandler if args.hostile else Handler)(args, events)
 
     class PeerSMTP(SMTP):
         command_size_limit = args.max_line

@@ -185,19 +185,27 @@ pub struct Mta {
 impl Mta {
     /// Starts the MTA; XOAUTH2 tokens are introspected at `oauth` with the client `introspect_client`.
     pub fn start(oauth: &OAuthServer, introspect_client: &str, introspect_secret: &str) -> Self {
+        let ca = oauth.ca_path.to_string_lossy();
+        Self::start_with_args(&[
+            "--introspection-url",
+            &oauth.introspection_url,
+            "--introspection-client",
+            introspect_client,
+            "--introspection-secret",
+            introspect_secret,
+            "--oauth-ca",
+            &ca,
+        ])
+    }
+
+    /// Starts the MTA with the given `scripts/mta start` options (e.g. `["--tls-max", "1.2"]`, no XOAUTH2).
+    pub fn start_with_args(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = Command::new(repo().join("scripts/mta"))
             .arg("start")
             .arg("--dir")
             .arg(dir.path())
-            .arg("--introspection-url")
-            .arg(&oauth.introspection_url)
-            .arg("--introspection-client")
-            .arg(introspect_client)
-            .arg("--introspection-secret")
-            .arg(introspect_secret)
-            .arg("--oauth-ca")
-            .arg(&oauth.ca_path)
+            .args(args)
             .stdin(Stdio::null())
             .stderr(Stdio::inherit())
             .output()

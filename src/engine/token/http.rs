@@ -1,7 +1,7 @@
 //! The one HTTPS client the token side uses: a single POST over a connection this module dials itself, so the
 //! dial policy applies to the address actually connected to.
 //!
-//! Steps, each bounded by the timeout: policy on the port (before DNS) → resolve once → policy on every resolved
+//! Steps, all within one budget of the timeout: policy on the port (before DNS) → resolve once → policy on every resolved
 //! address → TCP connect to one of exactly those addresses → TLS (host name for SNI and verification, trust =
 //! webpki roots + extra roots, ring) → HTTP/1.1 request → response head → body (capped). Only `https` URLs are
 //! accepted; a 3xx answer is an error naming where it pointed, never followed.
@@ -16,9 +16,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
-use tokio::time::timeout;
+use tokio_rustls::client::TlsStream;
 
-use crate::engine::{DialPolicy, Reason, Step};
+use crate::engine::{Budget, DialPolicy, Reason, Step};
 
 /// Largest response body accepted from a token endpoint.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -54,6 +54,7 @@ impl std::error::Error for HttpError {}
 /// Where and how requests may go.
 #[derive(Clone)]
 pub struct HttpClient {
+    /// The budget of one request, all phases together.
     pub timeout: Duration,
     pub policy: DialPolicy,
     tls: Arc<rustls::ClientConfig>,
@@ -151,15 +152,16 @@ impl HttpClient {
     }
 
     /// Resolves the host once and checks every address against the policy.
-    async fn resolve(&self, target: &Target) -> Result<Vec<SocketAddr>, HttpError> {
+    async fn resolve(&self, target: &Target, budget: &Budget) -> Result<Vec<SocketAddr>, HttpError> {
         let addrs: Vec<SocketAddr> = if let Ok(ip) = target.host.parse::<IpAddr>() {
             vec![SocketAddr::new(ip, target.port)]
         } else {
-            match timeout(self.timeout, tokio::net::lookup_host((target.host.as_str(), target.port))).await {
-                Err(_) => {
+            match budget.run(tokio::net::lookup_host((target.host.as_str(), target.port))).await {
+                Err(()) => {
                     return Err(HttpError::failed(format!(
-                        "resolving token endpoint host {} timed out after {:?}",
-                        target.host, self.timeout
+                        "resolving token endpoint host {} did not finish within {}",
+                        target.host,
+                        budget.describe()
                     )));
                 }
                 Ok(Err(e)) => {
@@ -190,85 +192,79 @@ impl HttpClient {
         Ok(addrs)
     }
 
-    async fn connect(&self, target: &Target, addrs: &[SocketAddr]) -> Result<TcpStream, HttpError> {
+    /// Connects to one of the checked addresses; each gets an equal share of the time left.
+    async fn connect(&self, target: &Target, addrs: &[SocketAddr], budget: &Budget) -> Result<TcpStream, HttpError> {
         let mut last = String::new();
-        for addr in addrs {
-            match timeout(self.timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(s)) => return Ok(s),
+        for (i, addr) in addrs.iter().enumerate() {
+            let share = budget.left() / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
+            match budget.run_capped(share, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => {
+                    // the request goes out in one write; do not let Nagle hold it for a delayed ACK
+                    let _ = s.set_nodelay(true);
+                    return Ok(s);
+                }
                 Ok(Err(e)) => last = format!("connecting to {addr} failed ({e})"),
-                Err(_) => last = format!("connecting to {addr} timed out after {:?}", self.timeout),
+                Err(()) => {
+                    last = format!("connecting to {addr} did not finish within its share of {}", budget.describe())
+                }
             }
         }
         Err(HttpError::failed(format!("token endpoint {}: {last}", target.authority())))
     }
 
-    /// Sends one request (`https` absolute URI) and returns the response with its body (at most
-    /// [`MAX_BODY_BYTES`]). 3xx answers are errors.
-    pub async fn send(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, HttpError> {
-        let target = Target::parse(&request.uri().to_string())?;
-        self.check_port(&target)?;
-        let addrs = self.resolve(&target).await?;
-        let tcp = self.connect(&target, &addrs).await?;
-        let _ = tcp.set_nodelay(true);
-
+    /// Policy, resolve, connect, TLS: a stream ready for the request.
+    async fn open(&self, target: &Target, budget: &Budget) -> Result<TlsStream<TcpStream>, HttpError> {
+        self.check_port(target)?;
+        let addrs = self.resolve(target, budget).await?;
+        let tcp = self.connect(target, &addrs, budget).await?;
         let server_name = ServerName::try_from(target.host.clone())
             .map_err(|_| HttpError::failed(format!("{:?} is not a valid TLS server name", target.host)))?;
         let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
-        let tls = match timeout(self.timeout, connector.connect(server_name, tcp)).await {
-            Err(_) => {
-                return Err(HttpError::failed(format!(
-                    "TLS handshake with token endpoint {} timed out after {:?}",
-                    target.authority(),
-                    self.timeout
-                )));
+        match budget.run(connector.connect(server_name, tcp)).await {
+            Err(()) => Err(HttpError::failed(format!(
+                "the TLS handshake with token endpoint {} did not finish within {}",
+                target.authority(),
+                budget.describe()
+            ))),
+            Ok(Err(e)) => Err(HttpError::failed(format!(
+                "TLS handshake with token endpoint {} failed ({e}); check the endpoint's certificate and \
+                 tls.caBundle",
+                target.authority()
+            ))),
+            Ok(Ok(s)) => {
+                // session tickets come before the answer: ACK at once (see engine/tls.rs)
+                let _ = s.get_ref().0.set_quickack(true);
+                Ok(s)
             }
-            Ok(Err(e)) => {
-                return Err(HttpError::failed(format!(
-                    "TLS handshake with token endpoint {} failed ({e}); check the endpoint's certificate and \
-                     tls.caBundle",
-                    target.authority()
-                )));
-            }
-            Ok(Ok(s)) => s,
-        };
+        }
+    }
 
+    /// Sends one request (`https` absolute URI) and returns the response with its body (at most
+    /// [`MAX_BODY_BYTES`]). 3xx answers are errors. Every phase (resolve, connect, TLS, write, headers, body)
+    /// runs within one budget of [`HttpClient::timeout`].
+    pub async fn send(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, HttpError> {
+        let budget = Budget::new(self.timeout);
+        let target = Target::parse(&request.uri().to_string())?;
+        let tls = self.open(&target, &budget).await?;
         let (mut sender, conn) =
-            match timeout(self.timeout, hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tls)))
-                .await
-            {
-                Err(_) => return Err(HttpError::failed("HTTP setup with the token endpoint timed out")),
+            match budget.run(hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tls))).await {
+                Err(()) => return Err(HttpError::failed("HTTP setup with the token endpoint timed out")),
                 Ok(Err(e)) => {
                     return Err(HttpError::failed(format!("HTTP setup with the token endpoint failed ({e})")));
                 }
                 Ok(Ok(pair)) => pair,
             };
         // The connection task ends when the request is done or this guard drops it.
-        let driver = AbortOnDrop(tokio::spawn(async move {
+        let _driver = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));
-
-        let (parts, body) = request.into_parts();
-        let mut builder = http::Request::builder()
-            .method(parts.method)
-            .uri(target.path_and_query.as_str())
-            .header(http::header::HOST, target.authority_for_host_header())
-            .header(http::header::CONNECTION, "close");
-        for (name, value) in parts.headers.iter() {
-            if name != http::header::HOST && name != http::header::CONNECTION {
-                builder = builder.header(name, value);
-            }
-        }
-        let outgoing = builder
-            .header(http::header::CONTENT_LENGTH, body.len())
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| HttpError::failed(format!("building the token request failed ({e})")))?;
-
-        let response = match timeout(self.timeout, sender.send_request(outgoing)).await {
-            Err(_) => {
+        let outgoing = target.outgoing(request)?;
+        let response = match budget.run(sender.send_request(outgoing)).await {
+            Err(()) => {
                 return Err(HttpError::failed(format!(
-                    "token endpoint {} did not answer within {:?}",
+                    "token endpoint {} did not answer (request written, no response headers) within {}",
                     target.authority(),
-                    self.timeout
+                    budget.describe()
                 )));
             }
             Ok(Err(e)) => {
@@ -276,45 +272,65 @@ impl HttpClient {
             }
             Ok(Ok(r)) => r,
         };
-
-        let status = response.status();
-        if status.is_redirection() {
-            let to = response
-                .headers()
-                .get(http::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(|loc| redirect_host(&target, loc))
-                .unwrap_or_else(|| "an unspecified location".to_string());
-            drop(driver);
-            return Err(HttpError::failed(format!(
-                "token endpoint {} answered HTTP {} redirecting to {to}; redirects are not followed, set tokenUrl \
-                 to the final token endpoint",
-                target.authority(),
-                status.as_u16()
-            )));
+        if response.status().is_redirection() {
+            return Err(redirect_error(&target, &response));
         }
-
         let (parts, body) = response.into_parts();
-        let collected = match timeout(self.timeout, Limited::new(body, MAX_BODY_BYTES).collect()).await {
-            Err(_) => {
-                return Err(HttpError::failed(format!(
-                    "reading the answer of token endpoint {} timed out after {:?}",
-                    target.authority(),
-                    self.timeout
-                )));
+        let body = read_body(&target, body, &budget).await?;
+        Ok(http::Response::from_parts(parts, body))
+    }
+}
+
+/// The body, capped at [`MAX_BODY_BYTES`], within the budget.
+async fn read_body(target: &Target, body: hyper::body::Incoming, budget: &Budget) -> Result<Vec<u8>, HttpError> {
+    match budget.run(Limited::new(body, MAX_BODY_BYTES).collect()).await {
+        Err(()) => Err(HttpError::failed(format!(
+            "reading the answer of token endpoint {} did not finish within {}",
+            target.authority(),
+            budget.describe()
+        ))),
+        Ok(Err(e)) => Err(HttpError::failed(if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            format!("the answer of token endpoint {} exceeds {MAX_BODY_BYTES} bytes", target.authority())
+        } else {
+            format!("reading the answer of token endpoint {} failed ({e})", target.authority())
+        })),
+        Ok(Ok(c)) => Ok(c.to_bytes().to_vec()),
+    }
+}
+
+fn redirect_error<B>(target: &Target, response: &http::Response<B>) -> HttpError {
+    let to = response
+        .headers()
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|loc| redirect_host(target, loc))
+        .unwrap_or_else(|| "an unspecified location".to_string());
+    HttpError::failed(format!(
+        "token endpoint {} answered HTTP {} redirecting to {to}; redirects are not followed, set tokenUrl to the \
+         final token endpoint",
+        target.authority(),
+        response.status().as_u16()
+    ))
+}
+
+impl Target {
+    /// The request as sent: origin-form target, Host, `Connection: close`, Content-Length, the caller's headers.
+    fn outgoing(&self, request: http::Request<Vec<u8>>) -> Result<http::Request<Full<Bytes>>, HttpError> {
+        let (parts, body) = request.into_parts();
+        let mut builder = http::Request::builder()
+            .method(parts.method)
+            .uri(self.path_and_query.as_str())
+            .header(http::header::HOST, self.authority_for_host_header())
+            .header(http::header::CONNECTION, "close");
+        for (name, value) in parts.headers.iter() {
+            if name != http::header::HOST && name != http::header::CONNECTION {
+                builder = builder.header(name, value);
             }
-            Ok(Err(e)) => {
-                let msg = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                    format!("the answer of token endpoint {} exceeds {MAX_BODY_BYTES} bytes", target.authority())
-                } else {
-                    format!("reading the answer of token endpoint {} failed ({e})", target.authority())
-                };
-                return Err(HttpError::failed(msg));
-            }
-            Ok(Ok(c)) => c.to_bytes(),
-        };
-        drop(driver);
-        Ok(http::Response::from_parts(parts, collected.to_vec()))
+        }
+        builder
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| HttpError::failed(format!("building the token request failed ({e})")))
     }
 }
 

@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
 use oauth2::{AuthType, ClientId, ClientSecret, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl};
 
+use crate::engine::sanitize::Sanitizer;
 use crate::engine::{DialPolicy, Reason, SecretValue, Step};
 
 pub use cache::TokenCache;
@@ -63,6 +64,15 @@ impl Grant {
             Grant::ClientCredentials { .. } => GrantKind::ClientCredentials,
             Grant::RefreshToken { .. } => GrantKind::RefreshToken,
             Grant::JwtBearer { .. } => GrantKind::JwtBearer,
+        }
+    }
+
+    /// The credential values of the grant (what the sanitizer masks in the endpoint's answers).
+    pub fn secrets(&self) -> Vec<&SecretValue> {
+        match self {
+            Grant::ClientCredentials { client_secret } => vec![client_secret],
+            Grant::RefreshToken { client_secret, refresh_token } => vec![client_secret, refresh_token],
+            Grant::JwtBearer { private_key, .. } => vec![private_key],
         }
     }
 
@@ -143,8 +153,12 @@ impl From<HttpError> for TokenError {
     }
 }
 
-/// Longest `error_description` quoted in a message.
+/// Longest `error` / `error_description` quoted in a message.
 const MAX_DESCRIPTION_CHARS: usize = 300;
+/// Longest token error message.
+const MAX_MESSAGE_CHARS: usize = 1000;
+
+type GrantResult = Result<BasicTokenResponse, RequestTokenError<HttpError, BasicErrorResponse>>;
 
 /// Requests a token. Never panics; nothing is sent when the URL or the policy refuses the endpoint.
 pub async fn request_token(req: &TokenRequest) -> Result<AccessToken, TokenError> {
@@ -155,64 +169,97 @@ pub async fn request_token(req: &TokenRequest) -> Result<AccessToken, TokenError
 
     let mut secrets: Vec<SecretValue> = Vec::new();
     let status = Arc::new(AtomicU16::new(0));
-    let result: Result<BasicTokenResponse, RequestTokenError<HttpError, BasicErrorResponse>> = match &req.grant {
+    let result = match &req.grant {
         Grant::ClientCredentials { client_secret } | Grant::RefreshToken { client_secret, .. } => {
-            let token_url = TokenUrl::new(req.token_url.clone())
-                .map_err(|e| TokenError::failed(format!("the token URL is not valid ({e})")))?;
-            let mut oauth = BasicClient::new(ClientId::new(req.client_id.clone()))
-                .set_token_uri(token_url)
-                .set_auth_type(match req.client_auth {
-                    ClientAuth::RequestBody => AuthType::RequestBody,
-                    ClientAuth::BasicAuth => AuthType::BasicAuth,
-                });
-            if !client_secret.is_empty() {
-                secrets.push(client_secret.clone());
-                oauth = oauth.set_client_secret(ClientSecret::new(utf8(client_secret, "client secret")?));
-            }
-            let scopes = req.scopes.iter().map(|s| Scope::new(s.clone()));
-            // Owned handles, not borrows: a closure returning a future that borrows its captures makes the
-            // whole future non-`Send` (higher-ranked lifetime), and callers spawn it.
-            let (c, s) = (client.clone(), status.clone());
-            let send = move |r: ::http::Request<Vec<u8>>| {
-                let (c, s) = (c.clone(), s.clone());
-                async move {
-                    let resp = c.send(r).await?;
-                    s.store(resp.status().as_u16(), Ordering::Relaxed);
-                    Ok::<_, HttpError>(resp)
-                }
-            };
-            match &req.grant {
-                Grant::RefreshToken { refresh_token, .. } => {
-                    secrets.push(refresh_token.clone());
-                    let rt = RefreshToken::new(utf8(refresh_token, "refresh token")?);
-                    oauth.exchange_refresh_token(&rt).add_scopes(scopes).request_async(&send).await
-                }
-                _ => oauth.exchange_client_credentials().add_scopes(scopes).request_async(&send).await,
-            }
+            oauth2_grant(req, client_secret, &client, &status, &mut secrets).await?
         }
         Grant::JwtBearer { private_key, subject } => {
-            let key = jwt::load_key(private_key).map_err(|e| TokenError {
-                step: Step::Token,
-                reason: Reason::InvalidSecretValue,
-                message: format!("JWT bearer: {}", e.0),
-            })?;
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            let assertion = jwt::assertion(&key, &req.client_id, subject, &req.token_url, &req.scopes, now)
-                .map_err(|e| TokenError::failed(format!("JWT bearer: {}", e.0)))?;
-            secrets.push(assertion.clone());
-            let http_req = jwt_bearer_request(req, &assertion)?;
-            match client.send(http_req).await {
-                Err(e) => Err(RequestTokenError::Request(e)),
-                Ok(resp) => {
-                    status.store(resp.status().as_u16(), Ordering::Relaxed);
-                    interpret(resp)
-                }
-            }
+            jwt_grant(req, private_key, subject, &client, &status, &mut secrets).await?
         }
     };
+    conclude(result, status.load(Ordering::Relaxed), &secrets, &endpoint)
+}
 
-    let status = status.load(Ordering::Relaxed);
-    let message = |text: String| scrub(&format!("token request to {endpoint} failed: {text}"), &secrets);
+/// Client credentials and refresh token, through the `oauth2` crate.
+async fn oauth2_grant(
+    req: &TokenRequest,
+    client_secret: &SecretValue,
+    client: &http::HttpClient,
+    status: &Arc<AtomicU16>,
+    secrets: &mut Vec<SecretValue>,
+) -> Result<GrantResult, TokenError> {
+    let token_url = TokenUrl::new(req.token_url.clone())
+        .map_err(|e| TokenError::failed(format!("the token URL is not valid ({e})")))?;
+    let mut oauth = BasicClient::new(ClientId::new(req.client_id.clone())).set_token_uri(token_url).set_auth_type(
+        match req.client_auth {
+            ClientAuth::RequestBody => AuthType::RequestBody,
+            ClientAuth::BasicAuth => AuthType::BasicAuth,
+        },
+    );
+    if !client_secret.is_empty() {
+        secrets.push(client_secret.clone());
+        oauth = oauth.set_client_secret(ClientSecret::new(utf8(client_secret, "client secret")?));
+    }
+    let scopes = req.scopes.iter().map(|s| Scope::new(s.clone()));
+    // Owned handles, not borrows: a closure returning a future that borrows its captures makes the
+    // whole future non-`Send` (higher-ranked lifetime), and callers spawn it.
+    let (c, s) = (client.clone(), status.clone());
+    let send = move |r: ::http::Request<Vec<u8>>| {
+        let (c, s) = (c.clone(), s.clone());
+        async move {
+            let resp = c.send(r).await?;
+            s.store(resp.status().as_u16(), Ordering::Relaxed);
+            Ok::<_, HttpError>(resp)
+        }
+    };
+    Ok(match &req.grant {
+        Grant::RefreshToken { refresh_token, .. } => {
+            secrets.push(refresh_token.clone());
+            let rt = RefreshToken::new(utf8(refresh_token, "refresh token")?);
+            oauth.exchange_refresh_token(&rt).add_scopes(scopes).request_async(&send).await
+        }
+        _ => oauth.exchange_client_credentials().add_scopes(scopes).request_async(&send).await,
+    })
+}
+
+/// The RFC 7523 JWT bearer grant, built here.
+async fn jwt_grant(
+    req: &TokenRequest,
+    private_key: &SecretValue,
+    subject: &str,
+    client: &http::HttpClient,
+    status: &Arc<AtomicU16>,
+    secrets: &mut Vec<SecretValue>,
+) -> Result<GrantResult, TokenError> {
+    let key = jwt::load_key(private_key).map_err(|e| TokenError {
+        step: Step::Token,
+        reason: Reason::InvalidSecretValue,
+        message: format!("JWT bearer: {}", e.0),
+    })?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let assertion = jwt::assertion(&key, &req.client_id, subject, &req.token_url, &req.scopes, now)
+        .map_err(|e| TokenError::failed(format!("JWT bearer: {}", e.0)))?;
+    secrets.push(assertion.clone());
+    let http_req = jwt_bearer_request(req, &assertion)?;
+    Ok(match client.send(http_req).await {
+        Err(e) => Err(RequestTokenError::Request(e)),
+        Ok(resp) => {
+            status.store(resp.status().as_u16(), Ordering::Relaxed);
+            interpret(resp)
+        }
+    })
+}
+
+/// The token, or an error whose message went through the sanitizer.
+fn conclude(
+    result: GrantResult,
+    status: u16,
+    secrets: &[SecretValue],
+    endpoint: &str,
+) -> Result<AccessToken, TokenError> {
+    let sanitizer = Sanitizer::for_secrets(secrets);
+    let message =
+        |text: String| sanitizer.clean(&format!("token request to {endpoint} failed: {text}"), MAX_MESSAGE_CHARS);
     match result {
         Ok(resp) => {
             let token = resp.access_token().secret();
@@ -223,14 +270,15 @@ pub async fn request_token(req: &TokenRequest) -> Result<AccessToken, TokenError
         }
         Err(RequestTokenError::Request(e)) => {
             let mut e = TokenError::from(e);
-            e.message = scrub(&e.message, &secrets);
+            e.message = sanitizer.clean(&e.message, MAX_MESSAGE_CHARS);
             Err(e)
         }
         Err(RequestTokenError::ServerResponse(err)) => {
-            let mut text = format!("HTTP {status}, error {:?}", err.error().as_ref());
+            // everything the endpoint wrote goes through the sanitizer before it is quoted
+            let code = sanitizer.clean(err.error().as_ref(), MAX_DESCRIPTION_CHARS);
+            let mut text = format!("HTTP {status}, error \"{code}\"");
             if let Some(d) = err.error_description() {
-                let d: String = d.chars().take(MAX_DESCRIPTION_CHARS).collect();
-                text.push_str(&format!(": {d}"));
+                text.push_str(&format!(": {}", sanitizer.clean(d, MAX_DESCRIPTION_CHARS)));
             }
             text.push_str(hint(err.error().as_ref()));
             Err(TokenError::failed(message(text)))
@@ -308,34 +356,9 @@ fn interpret(
         .map_err(|e| RequestTokenError::Parse(e, Vec::new()))
 }
 
-/// Replaces every credential value found in `text` by `<redacted>` (values shorter than 4 bytes are left:
-/// they would mangle the message and carry next to no information).
-fn scrub(text: &str, secrets: &[SecretValue]) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        if let Some(v) = s.expose_str()
-            && v.len() >= 4
-        {
-            out = out.replace(v, "<redacted>");
-            let encoded: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
-            if encoded != v {
-                out = out.replace(&encoded, "<redacted>");
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scrub_removes_plain_and_urlencoded_values() {
-        let s = vec![SecretValue::new("p@ss word+1")];
-        assert_eq!(scrub("a p@ss word+1 b p%40ss+word%2B1", &s), "a <redacted> b <redacted>");
-        assert_eq!(scrub("abc", &[SecretValue::new("ab")]), "abc");
-    }
 
     #[test]
     fn interpret_error_and_token_answers() {

@@ -14,7 +14,7 @@ use kube::api::{ObjectMeta, PostParams};
 use serde_json::json;
 use smtp_operator::relay::api::SmtpRelay;
 use smtp_operator::relay::objects::RelayPodSettings;
-use smtp_operator::relay::reconcile::{apply_relay, write_status};
+use smtp_operator::relay::reconcile::{MANAGER, apply_relay, write_status};
 
 use support::kube::{TestNamespace, client};
 use support::operator::*;
@@ -100,9 +100,17 @@ async fn the_relay_objects_are_applied_owned_and_stable() {
     let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "SettingsNotReady"));
 
-    // re-applying writes nothing: every resourceVersion stays, the password is not rotated
+    // re-applying writes nothing: the Service's and the Secret's resourceVersions stay, the Deployment keeps its
+    // generation and this operator's managed-fields entry (its resourceVersion moves with the status that
+    // kube-controller-manager writes when a node runs), the password is not rotated
+    let ours = |m: &ObjectMeta| {
+        let entries = m.managed_fields.clone().unwrap_or_default();
+        let mine: Vec<_> = entries.into_iter().filter(|f| f.manager.as_deref() == Some(MANAGER)).collect();
+        serde_json::to_string(&mine).unwrap()
+    };
     let versions = |d: &Deployment, s: &Service, c: &Secret| {
-        [&d.metadata, &s.metadata, &c.metadata].map(|m| m.resource_version.clone().unwrap())
+        let dep = format!("generation {:?}, {}", d.metadata.generation, ours(&d.metadata));
+        [dep, s.metadata.resource_version.clone().unwrap(), c.metadata.resource_version.clone().unwrap()]
     };
     let before = versions(&dep, &ns.api().get("mail-relay").await.unwrap(), &creds);
     let status2 = apply_relay(&client, &relay, &pod()).await.expect("re-apply");

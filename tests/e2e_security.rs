@@ -2,10 +2,11 @@
 //! least-privilege RBAC from the chart, the rate limits, the destination policy with the default denylist,
 //! hostile input the schema admits, and no leak of Secret values anywhere.
 //!
-//! Most tests run their own operator limited to their own namespace (`--watch-namespace`). Two tests need an
-//! operator that watches every namespace; they take [`ALL_NAMESPACES`] exclusively (every other test here
-//! takes it shared), and they allow only their own peers' ports, so a resource they might still see from an
-//! earlier run is left `PortNotAllowed` instead of being dialled.
+//! Every test is a [`Scenario`] (namespace, peer, operator, cleanup). Most run their operator limited to their
+//! own namespace (`--watch-namespace`). Two tests need an operator that watches every namespace; they take
+//! [`ALL_NAMESPACES`] exclusively (every other test here takes it shared), and they allow only their own peers'
+//! ports, so a resource they might still see from an earlier run is left `PortNotAllowed` instead of being
+//! dialled.
 
 mod support;
 
@@ -19,75 +20,22 @@ use serde_json::{Value, json};
 use smtp_operator::api::{SmtpSettings, TestEmailResult};
 use tokio::sync::RwLock;
 
-use support::kube::{TestNamespace, client, kubeconfig_path};
 use support::operator::*;
 use support::rbac::ChartRbac;
+use support::scenario::Scenario;
 use support::smtp_peer::SmtpPeer;
-
-/// Deletes the SmtpSettings of a namespace on drop, also when the test panicked: without a
-/// controller-manager a deleted namespace keeps its objects, and an all-namespaces operator of a later test
-/// would see them.
-struct DeleteSmtpOnDrop(String);
-
-impl Drop for DeleteSmtpOnDrop {
-    fn drop(&mut self) {
-        let _ = support::kube::kubectl([
-            "delete",
-            "smtpsettings",
-            "--all",
-            "-n",
-            &self.0,
-            "--wait=false",
-            "--request-timeout=10s",
-        ]);
-    }
-}
 
 /// Exclusive for tests whose operator watches all namespaces, shared for the others.
 static ALL_NAMESPACES: RwLock<()> = RwLock::const_new(());
 
 const PASSWORD: &str = "sec-Pw-Distinctive-4d2b7e";
 
-fn admin_kubeconfig() -> String {
-    kubeconfig_path().to_str().expect("utf-8 kubeconfig path").to_string()
-}
-
-/// Starts the operator with `args`, as the plane's admin unless `kubeconfig` is given.
-fn start(args: &[String], kubeconfig: Option<&str>) -> Operator {
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let kc = kubeconfig.map(str::to_string).unwrap_or_else(admin_kubeconfig);
-    Operator::start_with_env(&refs, &[("KUBECONFIG", &kc)])
-}
-
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
-/// An operator for one namespace whose peers live on loopback: nothing denied, only `ports` allowed.
-fn namespaced_operator(ns: &str, ports: &str, extra: &[&str]) -> Operator {
-    let mut a = args(&[
-        "--watch-namespace",
-        ns,
-        "--denied-cidrs=",
-        "--allowed-ports",
-        ports,
-        "--min-check-interval",
-        "1s",
-        "--namespace-check-rate",
-        "600/m",
-    ]);
-    a.extend(args(extra));
-    start(&a, None)
-}
-
-fn plain_peer(password: &str) -> SmtpPeer {
-    SmtpPeer::start(&["--tls", "starttls", "--auth", "plain,login", "--user", "alerts", "--password", password])
+fn plain_peer(password: &str) -> [&str; 8] {
+    ["--tls", "starttls", "--auth", "plain,login", "--user", "alerts", "--password", password]
 }
 
 /// A peer without TLS or AUTH (cheap: for counting connections).
-fn bare_peer() -> SmtpPeer {
-    SmtpPeer::start(&["--tls", "none"])
-}
+const BARE_PEER: [&str; 2] = ["--tls", "none"];
 
 fn basic_spec(server: &str, port: u16, secret: &str) -> Value {
     json!({
@@ -150,12 +98,12 @@ fn metric(body: &str, series: &str) -> Option<f64> {
 // 1. Least privilege: the operator runs as the chart's ServiceAccount with the chart's RBAC
 // ------------------------------------------------------------------------------------------------------------
 
-/// Creates a bound Basic-auth resource in `ns` against `peer` and checks that the operator (running as a
-/// ServiceAccount) gets it Ready, publishes events, and holds the Lease in `lease_ns`.
-async fn ready_events_and_lease(client: &kube::Client, ns: &str, lease_ns: &str, peer: &SmtpPeer, op: &mut Operator) {
-    ca_config_map(client, ns, &[peer]).await;
-    bound_secret(client, ns, "smtp-credentials", PASSWORD.as_bytes(), &format!("127.0.0.1:{}", peer.port)).await;
-    create_smtp(client, ns, "mail", basic_spec("127.0.0.1", peer.port, "smtp-credentials")).await;
+/// Creates a bound Basic-auth resource in the scenario's namespace against its peer and checks that its
+/// operator (running as a ServiceAccount) gets it Ready, publishes events, and holds the Lease in `lease_ns`.
+async fn ready_events_and_lease(s: &mut Scenario, lease_ns: &str) {
+    s.basic_credentials(PASSWORD, true).await;
+    s.create("mail", basic_spec("127.0.0.1", s.peer.port, "smtp-credentials")).await;
+    let (client, ns, peer) = (&s.client, s.ns.name(), &s.peer);
 
     let obj = wait_condition(client, ns, "mail", "Ready", "True", Some("CheckSucceeded"), 120).await;
     assert_eq!(condition(&obj, "Authenticated").unwrap().reason, "Authenticated");
@@ -168,6 +116,7 @@ async fn ready_events_and_lease(client: &kube::Client, ns: &str, lease_ns: &str,
     .await;
     // this very process holds the Lease (identity `<host>-<pid>` outside a pod)
     let holder = lease_holder(client, lease_ns).await.expect("the Lease smtp-operator is held");
+    let op = s.op.as_mut().expect("operator started");
     assert!(holder.ends_with(&format!("-{}", op.child.id())), "holder {holder}, operator pid {}", op.child.id());
     assert!(op.is_running(), "operator exited:\n{}", op.log_text());
     let log = op.log_text();
@@ -179,88 +128,48 @@ async fn ready_events_and_lease(client: &kube::Client, ns: &str, lease_ns: &str,
 #[tokio::test]
 async fn chart_cluster_role_suffices_for_an_all_namespaces_operator() {
     let _all = ALL_NAMESPACES.write().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let op_ns = TestNamespace::new(&client, "sec-rbac-op").await;
-    let _op_ns_guard = DeleteSmtpOnDrop(op_ns.name().to_string());
-    let ns = TestNamespace::new(&client, "sec-rbac-work").await;
-    let _ns_guard = DeleteSmtpOnDrop(ns.name().to_string());
-    let rbac = ChartRbac::install(op_ns.name(), &[("leaderElect", "true")]);
+    let mut s = Scenario::new("sec-rbac-work", &plain_peer(PASSWORD)).await;
+    let op_ns = s.namespace("sec-rbac-op").await;
+    let ns = s.ns().to_string();
+    let rbac = ChartRbac::install(&op_ns, &[("leaderElect", "true")]);
     let kinds = rbac.kinds();
     for k in ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
         assert!(kinds.iter().any(|x| x == k), "chart rendered no {k}: {kinds:?}");
     }
     // the identity is really not an admin, and really has what the operator needs
     assert!(rbac.can_i(&["list", "secrets", "--all-namespaces"]));
-    assert!(rbac.can_i(&["patch", "smtpsettings.smtp-operator.io", "--subresource=status", "-n", ns.name()]));
-    assert!(!rbac.can_i(&["update", "smtpsettings.smtp-operator.io", "-n", ns.name()]), "may edit specs");
+    assert!(rbac.can_i(&["patch", "smtpsettings.smtp-operator.io", "--subresource=status", "-n", ns.as_str()]));
+    assert!(!rbac.can_i(&["update", "smtpsettings.smtp-operator.io", "-n", ns.as_str()]), "may edit specs");
     // create: only for the generated SmtpRelay credentials Secret (docs/relay.md); existing Secrets stay untouchable
     for verb in ["update", "patch", "delete"] {
-        assert!(!rbac.can_i(&[verb, "secrets", "-n", ns.name()]), "may {verb} Secrets");
+        assert!(!rbac.can_i(&[verb, "secrets", "-n", ns.as_str()]), "may {verb} Secrets");
     }
-    assert!(!rbac.can_i(&["list", "pods", "-n", ns.name()]), "may list pods");
-    assert!(!rbac.can_i(&["create", "leases.coordination.k8s.io", "-n", ns.name()]), "may create leases elsewhere");
+    assert!(!rbac.can_i(&["list", "pods", "-n", ns.as_str()]), "may list pods");
+    assert!(!rbac.can_i(&["create", "leases.coordination.k8s.io", "-n", ns.as_str()]), "may create leases elsewhere");
 
-    let peer = plain_peer(PASSWORD);
-    let port = peer.port.to_string();
-    let mut op = start(
-        &args(&[
-            "--denied-cidrs=",
-            "--allowed-ports",
-            &port,
-            "--min-check-interval",
-            "1s",
-            "--leader-elect",
-            "--leader-election-namespace",
-            op_ns.name(),
-        ]),
-        rbac.kubeconfig.to_str(),
-    );
-    ready_events_and_lease(&client, ns.name(), op_ns.name(), &peer, &mut op).await;
-    delete_all_smtp(&client, ns.name()).await;
-    drop(op);
-    ns.cleanup().await;
-    op_ns.cleanup().await;
+    let args = s.all_namespaces_args(&["--leader-elect", "--leader-election-namespace", &op_ns]);
+    s.start_operator_as(&args, Some(&rbac.kubeconfig));
+    ready_events_and_lease(&mut s, &op_ns).await;
+    s.finish().await;
 }
 
 #[tokio::test]
 async fn chart_namespaced_role_suffices_with_watch_namespace() {
     let _shared = ALL_NAMESPACES.read().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let op_ns = TestNamespace::new(&client, "sec-rbacns-op").await;
-    let _op_ns_guard = DeleteSmtpOnDrop(op_ns.name().to_string());
-    let ns = TestNamespace::new(&client, "sec-rbacns-work").await;
-    let _ns_guard = DeleteSmtpOnDrop(ns.name().to_string());
-    let rbac = ChartRbac::install(op_ns.name(), &[("leaderElect", "true"), ("watchNamespace", ns.name())]);
+    let mut s = Scenario::new("sec-rbacns-work", &plain_peer(PASSWORD)).await;
+    let op_ns = s.namespace("sec-rbacns-op").await;
+    let ns = s.ns().to_string();
+    let rbac = ChartRbac::install(&op_ns, &[("leaderElect", "true"), ("watchNamespace", &ns)]);
     let kinds = rbac.kinds();
     assert!(!kinds.iter().any(|k| k.starts_with("Cluster")), "watchNamespace must not render cluster RBAC: {kinds:?}");
-    assert!(rbac.can_i(&["list", "secrets", "-n", ns.name()]));
-    assert!(!rbac.can_i(&["list", "secrets", "-n", op_ns.name()]), "may read Secrets outside the watched namespace");
+    assert!(rbac.can_i(&["list", "secrets", "-n", ns.as_str()]));
+    assert!(!rbac.can_i(&["list", "secrets", "-n", op_ns.as_str()]), "may read Secrets outside the watched namespace");
     assert!(!rbac.can_i(&["list", "secrets", "--all-namespaces"]), "may read Secrets cluster-wide");
 
-    let peer = plain_peer(PASSWORD);
-    let port = peer.port.to_string();
-    let mut op = start(
-        &args(&[
-            "--watch-namespace",
-            ns.name(),
-            "--denied-cidrs=",
-            "--allowed-ports",
-            &port,
-            "--min-check-interval",
-            "1s",
-            "--leader-elect",
-            "--leader-election-namespace",
-            op_ns.name(),
-        ]),
-        rbac.kubeconfig.to_str(),
-    );
-    ready_events_and_lease(&client, ns.name(), op_ns.name(), &peer, &mut op).await;
-    delete_all_smtp(&client, ns.name()).await;
-    drop(op);
-    ns.cleanup().await;
-    op_ns.cleanup().await;
+    let args = s.operator_args(&["--leader-elect", "--leader-election-namespace", &op_ns]);
+    s.start_operator_as(&args, Some(&rbac.kubeconfig));
+    ready_events_and_lease(&mut s, &op_ns).await;
+    s.finish().await;
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -270,40 +179,26 @@ async fn chart_namespaced_role_suffices_with_watch_namespace() {
 #[tokio::test]
 async fn namespace_rate_defers_checks_while_other_namespaces_keep_going() {
     let _all = ALL_NAMESPACES.write().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let busy = TestNamespace::new(&client, "sec-rate-busy").await;
-    let _busy_guard = DeleteSmtpOnDrop(busy.name().to_string());
-    let calm = TestNamespace::new(&client, "sec-rate-calm").await;
-    let _calm_guard = DeleteSmtpOnDrop(calm.name().to_string());
-    let busy_peer = bare_peer();
-    let calm_peer = bare_peer();
-    let ports = format!("{},{}", busy_peer.port, calm_peer.port);
+    let mut s = Scenario::new("sec-rate-busy", &BARE_PEER).await;
+    let calm = s.namespace("sec-rate-calm").await;
+    let calm_peer = SmtpPeer::start(&BARE_PEER);
+    let ports = format!("{},{}", s.peer.port, calm_peer.port);
     // watches all namespaces: only these two peers' ports are allowed
-    let op = start(
-        &args(&[
-            "--denied-cidrs=",
-            "--allowed-ports",
-            &ports,
-            "--min-check-interval",
-            "1s",
-            "--namespace-check-rate",
-            "4/m",
-        ]),
-        None,
-    );
-    let metrics = op.metrics_addr();
+    let args = s.all_namespaces_args(&["--allowed-ports", &ports, "--namespace-check-rate", "4/m"]);
+    let metrics = s.start_operator_as(&args, None).metrics_addr();
+    let (client, busy, busy_peer) = (&s.client, s.ns.name(), &s.peer);
+    let calm = calm.as_str();
 
     // a dozen resources at once in one namespace: a burst of 4, then one check every 15 s
     let started = Instant::now();
     for i in 0..12 {
-        create_smtp(&client, busy.name(), &format!("m{i:02}"), bare_spec("127.0.0.1", busy_peer.port)).await;
+        create_smtp(client, busy, &format!("m{i:02}"), bare_spec("127.0.0.1", busy_peer.port)).await;
     }
-    create_smtp(&client, calm.name(), "calm", bare_spec("127.0.0.1", calm_peer.port)).await;
+    create_smtp(client, calm, "calm", bare_spec("127.0.0.1", calm_peer.port)).await;
 
     // the deferred resources say so, without a time in the message (so a retry rewrites nothing), and
     // status.nextCheckTime gives each its own time: they do not all wake at the same instant
-    let api: Api<SmtpSettings> = Api::namespaced(client.clone(), busy.name());
+    let api: Api<SmtpSettings> = Api::namespaced(client.clone(), busy);
     let deferred = |items: &[SmtpSettings]| -> Vec<(String, String)> {
         items
             .iter()
@@ -329,7 +224,7 @@ async fn namespace_rate_defers_checks_while_other_namespaces_keep_going() {
     assert_eq!(times.len(), seen.len(), "deferred resources share a wake-up time: {seen:?}");
 
     // the other namespace is checked meanwhile
-    wait_condition(&client, calm.name(), "calm", "Ready", "True", None, 60).await;
+    wait_condition(client, calm, "calm", "Ready", "True", None, 60).await;
 
     // at most the burst of 4 plus one per 15 s since before the first resource was created: always asserted
     let within_rate = |peer: &SmtpPeer| {
@@ -341,15 +236,15 @@ async fn namespace_rate_defers_checks_while_other_namespaces_keep_going() {
             started.elapsed()
         );
     };
-    within_rate(&busy_peer);
+    within_rate(busy_peer);
 
     // the other namespace keeps being checked, on every request, while the busy one waits
     for i in 0..3 {
         let before = calm_peer.count("connect");
         tokio::time::sleep(Duration::from_millis(1100)).await; // past --min-check-interval
-        annotate_smtp(&client, calm.name(), "calm", "smtp-operator.io/check-requested-at", &format!("calm-{i}")).await;
+        annotate_smtp(client, calm, "calm", "smtp-operator.io/check-requested-at", &format!("calm-{i}")).await;
         eventually(30, "a requested check in the calm namespace", async || calm_peer.count("connect") > before).await;
-        within_rate(&busy_peer);
+        within_rate(busy_peer);
     }
     assert!(calm_peer.count("connect") >= 4, "{:?}", calm_peer.events());
 
@@ -367,18 +262,14 @@ async fn namespace_rate_defers_checks_while_other_namespaces_keep_going() {
         ready >= 6
     })
     .await;
-    within_rate(&busy_peer);
+    within_rate(busy_peer);
     assert!(busy_peer.count("connect") >= 6, "{:?}", busy_peer.events());
 
     let (code, body) = http_get(&metrics, "/metrics");
     assert_eq!(code, 200);
     let deferred = metric(&body, r#"smtp_operator_checks_deferred_total{limit="namespace"}"#).unwrap_or(0.0);
     assert!(deferred >= 8.0, "deferred counter {deferred}:\n{body}");
-    delete_all_smtp(&client, busy.name()).await;
-    delete_all_smtp(&client, calm.name()).await;
-    drop(op);
-    busy.cleanup().await;
-    calm.cleanup().await;
+    s.finish().await;
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -388,29 +279,13 @@ async fn namespace_rate_defers_checks_while_other_namespaces_keep_going() {
 #[tokio::test]
 async fn default_denylist_refuses_loopback_by_name_and_by_every_literal_form() {
     let _shared = ALL_NAMESPACES.read().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "sec-deny").await;
-    let _ns_guard = DeleteSmtpOnDrop(ns.name().to_string());
-    let peer = bare_peer();
-    let port = peer.port.to_string();
-    let _op = start(
-        &args(&[
-            "--watch-namespace",
-            ns.name(),
-            "--denied-cidrs",
-            "default",
-            "--allowed-ports",
-            &port,
-            "--min-check-interval",
-            "1s",
-        ]),
-        None,
-    );
+    let mut s = Scenario::new("sec-deny", &BARE_PEER).await;
+    s.start_operator(&["--denied-cidrs", "default"]);
+    let (client, ns, peer) = (&s.client, s.ns.name(), &s.peer);
 
     // a host name resolving to loopback: refused after resolution, before connecting
-    create_smtp(&client, ns.name(), "by-name", bare_spec("localhost", peer.port)).await;
-    let obj = wait_condition(&client, ns.name(), "by-name", "Ready", "False", Some("DestinationNotAllowed"), 60).await;
+    create_smtp(client, ns, "by-name", bare_spec("localhost", peer.port)).await;
+    let obj = wait_condition(client, ns, "by-name", "Ready", "False", Some("DestinationNotAllowed"), 60).await;
     let valid = condition(&obj, "Valid").unwrap();
     assert_eq!((valid.status.as_str(), valid.reason.as_str()), ("False", "DestinationNotAllowed"), "{valid:?}");
 
@@ -418,13 +293,13 @@ async fn default_denylist_refuses_loopback_by_name_and_by_every_literal_form() {
     let admitted = ["127.0.0.1", "0x7f.1", "2130706433", "127.1", "0177.0.0.1", "[::1]", "::1"];
     for (i, server) in admitted.iter().enumerate() {
         let name = format!("literal-{i}");
-        create_smtp(&client, ns.name(), &name, bare_spec(server, peer.port)).await;
-        let obj = wait_condition(&client, ns.name(), &name, "Valid", "False", Some("DestinationNotAllowed"), 60).await;
+        create_smtp(client, ns, &name, bare_spec(server, peer.port)).await;
+        let obj = wait_condition(client, ns, &name, "Valid", "False", Some("DestinationNotAllowed"), 60).await;
         let msg = condition(&obj, "Valid").unwrap().message;
         assert!(msg.contains("--denied-cidrs"), "{server}: {msg}");
     }
     // IPv4-mapped IPv6 is refused by the schema already (CEL isIP does not accept it)
-    let api: Api<SmtpSettings> = Api::namespaced(client.clone(), ns.name());
+    let api: Api<SmtpSettings> = Api::namespaced(client.clone(), ns);
     for server in ["[::ffff:127.0.0.1]", "::ffff:127.0.0.1", "[::ffff:7f00:1]"] {
         let obj: SmtpSettings = serde_json::from_value(json!({
             "apiVersion": "smtp-operator.io/v1alpha1", "kind": "SmtpSettings",
@@ -441,39 +316,33 @@ async fn default_denylist_refuses_loopback_by_name_and_by_every_literal_form() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(peer.count("connect"), 0, "the peer saw a connection: {:?}", peer.events());
-    delete_all_smtp(&client, ns.name()).await;
-    ns.cleanup().await;
+    s.finish().await;
 }
 
 #[tokio::test]
 async fn moving_the_destination_without_rebinding_the_secret_sends_no_credential() {
     let _shared = ALL_NAMESPACES.read().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "sec-move").await;
-    let _ns_guard = DeleteSmtpOnDrop(ns.name().to_string());
-    let first = plain_peer(PASSWORD);
-    let second = plain_peer(PASSWORD);
-    ca_config_map(&client, ns.name(), &[&first, &second]).await;
-    bound_secret(&client, ns.name(), "smtp-credentials", PASSWORD.as_bytes(), &format!("127.0.0.1:{}", first.port))
-        .await;
-    let ports = format!("{},{}", first.port, second.port);
-    let _op = namespaced_operator(ns.name(), &ports, &[]);
-    create_smtp(&client, ns.name(), "mail", basic_spec("127.0.0.1", first.port, "smtp-credentials")).await;
-    wait_condition(&client, ns.name(), "mail", "Ready", "True", None, 60).await;
+    let mut s = Scenario::new("sec-move", &plain_peer(PASSWORD)).await;
+    let second = SmtpPeer::start(&plain_peer(PASSWORD));
+    let ports = format!("{},{}", s.peer.port, second.port);
+    s.start_operator(&["--allowed-ports", &ports]);
+    let (client, ns, first) = (&s.client, s.ns.name(), &s.peer);
+    ca_config_map(client, ns, &[first, &second]).await;
+    bound_secret(client, ns, "smtp-credentials", PASSWORD.as_bytes(), &format!("127.0.0.1:{}", first.port)).await;
+    create_smtp(client, ns, "mail", basic_spec("127.0.0.1", first.port, "smtp-credentials")).await;
+    wait_condition(client, ns, "mail", "Ready", "True", None, 60).await;
     assert_eq!(first.count("auth"), 1);
 
     // another port: the Secret does not list it
-    patch_spec(&client, ns.name(), "mail", json!({"port": second.port})).await;
-    let obj =
-        wait_condition(&client, ns.name(), "mail", "Valid", "False", Some("CredentialsNotBoundToServer"), 60).await;
+    patch_spec(client, ns, "mail", json!({"port": second.port})).await;
+    let obj = wait_condition(client, ns, "mail", "Valid", "False", Some("CredentialsNotBoundToServer"), 60).await;
     let msg = condition(&obj, "Valid").unwrap().message;
     assert!(msg.contains(&format!("127.0.0.1:{}", second.port)), "{msg}");
     assert_eq!(condition(&obj, "Ready").unwrap().reason, "CredentialsNotBoundToServer");
 
     // another host name at the first port: not listed either
-    patch_spec(&client, ns.name(), "mail", json!({"server": "localhost", "port": first.port})).await;
-    let obj = wait_for(&client, ns.name(), "mail", 60, |o| {
+    patch_spec(client, ns, "mail", json!({"server": "localhost", "port": first.port})).await;
+    let obj = wait_for(client, ns, "mail", 60, |o| {
         condition(o, "Valid")
             .is_some_and(|c| c.reason == "CredentialsNotBoundToServer" && c.message.contains("localhost"))
     })
@@ -485,9 +354,9 @@ async fn moving_the_destination_without_rebinding_the_secret_sends_no_credential
     assert_eq!(first.count("auth"), 1, "the password was sent again: {:?}", first.events());
 
     // whoever may edit the Secret binds it to the new destination: now it is used there
-    patch_spec(&client, ns.name(), "mail", json!({"server": "127.0.0.1", "port": second.port})).await;
-    wait_condition(&client, ns.name(), "mail", "Valid", "False", Some("CredentialsNotBoundToServer"), 60).await;
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns.name());
+    patch_spec(client, ns, "mail", json!({"server": "127.0.0.1", "port": second.port})).await;
+    wait_condition(client, ns, "mail", "Valid", "False", Some("CredentialsNotBoundToServer"), 60).await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
     let allowed = format!("127.0.0.1:{}, 127.0.0.1:{}", first.port, second.port);
     secrets
         .patch(
@@ -497,10 +366,9 @@ async fn moving_the_destination_without_rebinding_the_secret_sends_no_credential
         )
         .await
         .unwrap();
-    wait_condition(&client, ns.name(), "mail", "Ready", "True", None, 60).await;
+    wait_condition(client, ns, "mail", "Ready", "True", None, 60).await;
     assert_eq!(second.count("auth"), 1, "{:?}", second.events());
-    delete_all_smtp(&client, ns.name()).await;
-    ns.cleanup().await;
+    s.finish().await;
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -510,28 +378,25 @@ async fn moving_the_destination_without_rebinding_the_secret_sends_no_credential
 #[tokio::test]
 async fn hostile_input_gets_precise_reasons_and_the_operator_keeps_working() {
     let _shared = ALL_NAMESPACES.read().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "sec-hostile").await;
-    let _ns_guard = DeleteSmtpOnDrop(ns.name().to_string());
-    let n = ns.name();
-    let peer = plain_peer(PASSWORD);
+    let mut s = Scenario::new("sec-hostile", &plain_peer(PASSWORD)).await;
+    s.start_operator(&[]);
+    let (client, n, peer) = (&s.client, s.ns.name(), &s.peer);
+    let op = s.op.as_mut().expect("operator started");
     let allowed = format!("127.0.0.1:{}", peer.port);
-    ca_config_map(&client, n, &[&peer]).await;
-    bound_secret(&client, n, "smtp-credentials", PASSWORD.as_bytes(), &allowed).await;
-    bound_secret(&client, n, "empty", b"", &allowed).await;
-    bound_secret(&client, n, "binary", &[0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28, b'\n', 0x00], &allowed).await;
-    create_config_map(&client, n, "not-pem", &[("ca.crt", "this is not a certificate\n")]).await;
+    ca_config_map(client, n, &[&peer]).await;
+    bound_secret(client, n, "smtp-credentials", PASSWORD.as_bytes(), &allowed).await;
+    bound_secret(client, n, "empty", b"", &allowed).await;
+    bound_secret(client, n, "binary", &[0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28, b'\n', 0x00], &allowed).await;
+    create_config_map(client, n, "not-pem", &[("ca.crt", "this is not a certificate\n")]).await;
     let garbage_pem = "-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGUgYXQgYWxs\n-----END CERTIFICATE-----\n";
-    create_config_map(&client, n, "garbage-pem", &[("ca.crt", garbage_pem)]).await;
-    let mut op = namespaced_operator(n, &peer.port.to_string(), &[]);
+    create_config_map(client, n, "garbage-pem", &[("ca.crt", garbage_pem)]).await;
 
     // the longest server name the schema admits (253 characters), which does not resolve
     let label = "a".repeat(63);
     let long_server = format!("{label}.{label}.{label}.{}.invalid", "b".repeat(53));
     assert_eq!(long_server.len(), 253);
     create_smtp(
-        &client,
+        client,
         n,
         "long-server",
         json!({"server": long_server, "port": peer.port, "from": "alerts@example.com", "auth": {"type": "None"}}),
@@ -541,43 +406,43 @@ async fn hostile_input_gets_precise_reasons_and_the_operator_keeps_working() {
     let mut long_from = basic_spec("127.0.0.1", peer.port, "smtp-credentials");
     let display = "x".repeat(998 - " <alerts@example.com>".len());
     long_from["from"] = json!(format!("{display} <alerts@example.com>"));
-    create_smtp(&client, n, "long-from", long_from).await;
+    create_smtp(client, n, "long-from", long_from).await;
     // 50 recipients, then a test email
     let mut many = basic_spec("127.0.0.1", peer.port, "smtp-credentials");
     many["testEmail"]["to"] = json!((0..50).map(|i| format!("rcpt{i:02}@example.com")).collect::<Vec<_>>());
-    create_smtp(&client, n, "many-rcpts", many.clone()).await;
+    create_smtp(client, n, "many-rcpts", many.clone()).await;
     // 50 recipients of which one is at the schema's length limit but not a valid address
     let mut bad = many.clone();
     bad["testEmail"]["to"][49] = json!(format!("{}@example.com", "l".repeat(320 - "@example.com".len())));
-    create_smtp(&client, n, "bad-rcpt", bad).await;
-    create_smtp(&client, n, "empty-pw", basic_spec("127.0.0.1", peer.port, "empty")).await;
-    create_smtp(&client, n, "binary-pw", basic_spec("127.0.0.1", peer.port, "binary")).await;
+    create_smtp(client, n, "bad-rcpt", bad).await;
+    create_smtp(client, n, "empty-pw", basic_spec("127.0.0.1", peer.port, "empty")).await;
+    create_smtp(client, n, "binary-pw", basic_spec("127.0.0.1", peer.port, "binary")).await;
     let mut not_pem = basic_spec("127.0.0.1", peer.port, "smtp-credentials");
     not_pem["tls"]["caBundle"]["configMapKeyRef"]["name"] = json!("not-pem");
-    create_smtp(&client, n, "not-pem", not_pem.clone()).await;
+    create_smtp(client, n, "not-pem", not_pem.clone()).await;
     not_pem["tls"]["caBundle"]["configMapKeyRef"]["name"] = json!("garbage-pem");
-    create_smtp(&client, n, "garbage-pem", not_pem).await;
+    create_smtp(client, n, "garbage-pem", not_pem).await;
 
     let msg = |o: &SmtpSettings, t: &str| condition(o, t).unwrap().message;
-    let o = wait_condition(&client, n, "long-server", "Ready", "False", Some("DnsLookupFailed"), 90).await;
+    let o = wait_condition(client, n, "long-server", "Ready", "False", Some("DnsLookupFailed"), 90).await;
     assert_eq!(condition(&o, "Connected").unwrap().reason, "DnsLookupFailed");
     assert!(msg(&o, "Connected").len() <= 1024, "{}", msg(&o, "Connected"));
-    let o = wait_condition(&client, n, "bad-rcpt", "Valid", "False", Some("InvalidSpec"), 60).await;
+    let o = wait_condition(client, n, "bad-rcpt", "Valid", "False", Some("InvalidSpec"), 60).await;
     assert!(msg(&o, "Valid").contains("testEmail.to"), "{}", msg(&o, "Valid"));
     assert!(msg(&o, "Valid").len() <= 1024, "{}", msg(&o, "Valid"));
-    let o = wait_condition(&client, n, "empty-pw", "Valid", "False", Some("InvalidSecretValue"), 60).await;
+    let o = wait_condition(client, n, "empty-pw", "Valid", "False", Some("InvalidSecretValue"), 60).await;
     assert!(msg(&o, "Valid").contains("empty"), "{}", msg(&o, "Valid"));
     // a password that is not UTF-8 is sent as the bytes it is; the server refuses it
-    wait_condition(&client, n, "binary-pw", "Ready", "False", Some("AuthenticationFailed"), 60).await;
+    wait_condition(client, n, "binary-pw", "Ready", "False", Some("AuthenticationFailed"), 60).await;
     for name in ["not-pem", "garbage-pem"] {
-        let o = wait_condition(&client, n, name, "Valid", "False", Some("InvalidCABundle"), 60).await;
+        let o = wait_condition(client, n, name, "Valid", "False", Some("InvalidCABundle"), 60).await;
         assert!(msg(&o, "Valid").contains(name), "{}", msg(&o, "Valid"));
     }
-    wait_condition(&client, n, "long-from", "Ready", "True", None, 60).await;
-    wait_condition(&client, n, "many-rcpts", "Ready", "True", None, 60).await;
+    wait_condition(client, n, "long-from", "Ready", "True", None, 60).await;
+    wait_condition(client, n, "many-rcpts", "Ready", "True", None, 60).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    annotate_smtp(&client, n, "many-rcpts", "smtp-operator.io/test-email-requested-at", "fifty").await;
-    let o = wait_for(&client, n, "many-rcpts", 60, |o| {
+    annotate_smtp(client, n, "many-rcpts", "smtp-operator.io/test-email-requested-at", "fifty").await;
+    let o = wait_for(client, n, "many-rcpts", 60, |o| {
         o.status.as_ref().and_then(|s| s.test_email.as_ref()).is_some_and(|t| {
             t.request == "fifty" && !matches!(t.result, TestEmailResult::Deferred | TestEmailResult::Sending)
         })
@@ -590,12 +455,11 @@ async fn hostile_input_gets_precise_reasons_and_the_operator_keeps_working() {
 
     // the operator is still up and still serves a fresh, plain resource
     assert!(op.is_running(), "operator exited:\n{}", op.log_text());
-    create_smtp(&client, n, "after", basic_spec("127.0.0.1", peer.port, "smtp-credentials")).await;
-    wait_condition(&client, n, "after", "Ready", "True", None, 60).await;
+    create_smtp(client, n, "after", basic_spec("127.0.0.1", peer.port, "smtp-credentials")).await;
+    wait_condition(client, n, "after", "Ready", "True", None, 60).await;
     assert!(op.is_running());
     assert!(!op.log_text().contains("panicked"), "{}", op.log_text());
-    delete_all_smtp(&client, n).await;
-    ns.cleanup().await;
+    s.finish().await;
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -605,49 +469,46 @@ async fn hostile_input_gets_precise_reasons_and_the_operator_keeps_working() {
 #[tokio::test]
 async fn secret_values_appear_in_no_log_event_status_or_metric() {
     let _shared = ALL_NAMESPACES.read().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "sec-leak").await;
-    let _ns_guard = DeleteSmtpOnDrop(ns.name().to_string());
-    let n = ns.name();
     const OK: &str = "leak-Pw-Ok-5c1d8e70";
     const WRONG: &str = "leak-Pw-Wrong-9b7a2f31";
     const UNBOUND: &str = "leak-Pw-Unbound-1e44c9ad";
     const UNUSED: &str = "leak-Unused-3e8f0a62";
-    let peer = plain_peer(OK);
+    let mut s = Scenario::new("sec-leak", &plain_peer(OK)).await;
+    s.start_operator(&[]);
+    let (client, n, peer) = (&s.client, s.ns.name(), &s.peer);
+    let op = s.op.as_ref().expect("operator started");
     let allowed = format!("127.0.0.1:{}", peer.port);
-    ca_config_map(&client, n, &[&peer]).await;
+    ca_config_map(client, n, &[&peer]).await;
     create_secret(
-        &client,
+        client,
         n,
         "ok",
         &[("password", OK.as_bytes()), ("unused", UNUSED.as_bytes())],
         &[("smtp-operator.io/allowed-servers", &allowed)],
     )
     .await;
-    bound_secret(&client, n, "wrong", WRONG.as_bytes(), &allowed).await;
-    create_secret(&client, n, "unbound", &[("password", UNBOUND.as_bytes())], &[]).await;
-    let op = namespaced_operator(n, &peer.port.to_string(), &[]);
+    bound_secret(client, n, "wrong", WRONG.as_bytes(), &allowed).await;
+    create_secret(client, n, "unbound", &[("password", UNBOUND.as_bytes())], &[]).await;
 
-    create_smtp(&client, n, "ok", basic_spec("127.0.0.1", peer.port, "ok")).await;
+    create_smtp(client, n, "ok", basic_spec("127.0.0.1", peer.port, "ok")).await;
     let mut login = basic_spec("127.0.0.1", peer.port, "wrong");
     login["auth"]["basic"]["mechanisms"] = json!(["Login"]);
-    create_smtp(&client, n, "wrong-login", login).await;
-    create_smtp(&client, n, "wrong-plain", basic_spec("127.0.0.1", peer.port, "wrong")).await;
-    create_smtp(&client, n, "unbound", basic_spec("127.0.0.1", peer.port, "unbound")).await;
+    create_smtp(client, n, "wrong-login", login).await;
+    create_smtp(client, n, "wrong-plain", basic_spec("127.0.0.1", peer.port, "wrong")).await;
+    create_smtp(client, n, "unbound", basic_spec("127.0.0.1", peer.port, "unbound")).await;
     let mut no_key = basic_spec("127.0.0.1", peer.port, "ok");
     no_key["auth"]["basic"]["passwordSecretRef"]["key"] = json!("pasword");
-    create_smtp(&client, n, "no-key", no_key).await;
+    create_smtp(client, n, "no-key", no_key).await;
 
-    wait_condition(&client, n, "ok", "Ready", "True", None, 60).await;
-    wait_condition(&client, n, "wrong-login", "Ready", "False", Some("AuthenticationFailed"), 60).await;
-    wait_condition(&client, n, "wrong-plain", "Ready", "False", Some("AuthenticationFailed"), 60).await;
-    wait_condition(&client, n, "unbound", "Valid", "False", Some("CredentialsNotBoundToServer"), 60).await;
-    let o = wait_condition(&client, n, "no-key", "Valid", "False", Some("SecretKeyNotFound"), 60).await;
+    wait_condition(client, n, "ok", "Ready", "True", None, 60).await;
+    wait_condition(client, n, "wrong-login", "Ready", "False", Some("AuthenticationFailed"), 60).await;
+    wait_condition(client, n, "wrong-plain", "Ready", "False", Some("AuthenticationFailed"), 60).await;
+    wait_condition(client, n, "unbound", "Valid", "False", Some("CredentialsNotBoundToServer"), 60).await;
+    let o = wait_condition(client, n, "no-key", "Valid", "False", Some("SecretKeyNotFound"), 60).await;
     assert!(condition(&o, "Valid").unwrap().message.contains("unused"), "the key names are listed");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    annotate_smtp(&client, n, "ok", "smtp-operator.io/test-email-requested-at", "leak-test").await;
-    wait_for(&client, n, "ok", 60, |o| {
+    annotate_smtp(client, n, "ok", "smtp-operator.io/test-email-requested-at", "leak-test").await;
+    wait_for(client, n, "ok", 60, |o| {
         o.status.as_ref().and_then(|s| s.test_email.as_ref()).is_some_and(|t| t.result == TestEmailResult::Sent)
     })
     .await;
@@ -686,6 +547,5 @@ async fn secret_values_appear_in_no_log_event_status_or_metric() {
             }
         }
     }
-    delete_all_smtp(&client, n).await;
-    ns.cleanup().await;
+    s.finish().await;
 }

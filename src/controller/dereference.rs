@@ -1,6 +1,7 @@
 //! Reading what a reconcile works on: a fresh copy of the SmtpSettings and the Secrets and ConfigMaps it
-//! references, from its own namespace. The reference types still live in `crate::validate` (which names
-//! them when it builds the plan).
+//! references, from its own namespace. The reference types (`Reference`, `RefKind`, `RefObject`, `Referenced`,
+//! `references`) live in `crate::validate`, not here: validate is pure and is also used by the `check` command
+//! and the relay, so taking them from this module would make it depend on the Kubernetes-bound controller.
 
 use std::collections::{BTreeMap, BTreeSet};
 

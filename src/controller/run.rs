@@ -1,6 +1,11 @@
 //! Process start-up of `smtp-operator run`: flags to settings, the metrics/health endpoint, signals, the
 //! leader election hand-off, and the watches that feed the controllers. The flags are described in
 //! docs/api.md.
+//!
+//! Objects that do not deserialize are filtered out of the untyped watch (`typed_event`) rather than with
+//! kube's `DeserializeGuard`: the guard would make the controller's object type `DeserializeGuard<SmtpSettings>`,
+//! so the reconcile, the reflector store that maps Secret and ConfigMap changes to objects, and the fresh read
+//! would all unwrap it, while the per-object `Malformed` Warning event would still be ours to publish.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;

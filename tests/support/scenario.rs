@@ -23,6 +23,30 @@ pub struct Scenario {
     pub ns: TestNamespace,
     pub peer: SmtpPeer,
     pub op: Option<Operator>,
+    /// Further namespaces of the test ([`Scenario::namespace`]), cleaned up with the first.
+    pub more: Vec<TestNamespace>,
+    guard: DeleteSmtpOnDrop,
+}
+
+/// Deletes the SmtpSettings of the scenario's namespaces on drop, also when the test panicked: without a
+/// controller-manager a deleted namespace keeps its objects, and an all-namespaces operator of a later test
+/// would see them. [`Scenario::finish`] empties it (it deletes them itself).
+struct DeleteSmtpOnDrop(Vec<String>);
+
+impl Drop for DeleteSmtpOnDrop {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = super::kube::kubectl([
+                "delete",
+                "smtpsettings",
+                "--all",
+                "-n",
+                ns,
+                "--wait=false",
+                "--request-timeout=10s",
+            ]);
+        }
+    }
 }
 
 impl Scenario {
@@ -31,7 +55,17 @@ impl Scenario {
         let client = client().await;
         install_crd(&client).await;
         let ns = TestNamespace::new(&client, prefix).await;
-        Scenario { client, ns, peer: SmtpPeer::start(peer_args), op: None }
+        let guard = DeleteSmtpOnDrop(vec![ns.name().to_string()]);
+        Scenario { client, ns, peer: SmtpPeer::start(peer_args), op: None, more: Vec::new(), guard }
+    }
+
+    /// Another namespace for the test (e.g. the operator's own, or a second tenant); returns its name.
+    pub async fn namespace(&mut self, prefix: &str) -> String {
+        let ns = TestNamespace::new(&self.client, prefix).await;
+        let name = ns.name().to_string();
+        self.guard.0.push(name.clone());
+        self.more.push(ns);
+        name
     }
 
     pub fn ns(&self) -> &str {
@@ -62,6 +96,21 @@ impl Scenario {
         let args = self.operator_args(extra);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         self.op = Some(Operator::start(&refs));
+        self.op.as_mut().expect("just started")
+    }
+
+    /// [`Scenario::operator_args`] without `--watch-namespace`: an operator that watches every namespace.
+    pub fn all_namespaces_args(&self, extra: &[&str]) -> Vec<String> {
+        self.operator_args(extra).into_iter().filter(|a| !a.starts_with("--watch-namespace=")).collect()
+    }
+
+    /// Starts (or replaces) the operator with exactly `args`, authenticating with `kubeconfig` (e.g. a
+    /// ServiceAccount's, to run with limited RBAC) instead of the plane's admin kubeconfig when given.
+    pub fn start_operator_as(&mut self, args: &[String], kubeconfig: Option<&std::path::Path>) -> &mut Operator {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let kc =
+            kubeconfig.unwrap_or(super::kube::kubeconfig_path()).to_str().expect("utf-8 kubeconfig path").to_string();
+        self.op = Some(Operator::start_with_env(&refs, &[("KUBECONFIG", &kc)]));
         self.op.as_mut().expect("just started")
     }
 
@@ -128,10 +177,17 @@ impl Scenario {
         }
     }
 
-    /// Deletes the resources (while the operator still runs), stops the operator, deletes the namespace.
+    /// Deletes the resources (while the operator still runs), stops the operator, deletes the namespaces.
     pub async fn finish(mut self) {
+        self.guard.0.clear();
         delete_all_smtp(&self.client, self.ns()).await;
+        for ns in &self.more {
+            delete_all_smtp(&self.client, ns.name()).await;
+        }
         drop(self.op.take());
         self.ns.cleanup().await;
+        for ns in self.more.drain(..) {
+            ns.cleanup().await;
+        }
     }
 }

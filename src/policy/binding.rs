@@ -1,4 +1,4 @@
-//! The Secret annotation `smtp-operator.io/allowed-servers` (contract §3, §5): the destinations a Secret's
+//! The Secret annotation `smtp-operator.io/allowed-servers` (docs/api.md, "Annotations"; docs/security.md): the destinations a Secret's
 //! values may be sent to.
 //!
 //! Syntax: entries separated by commas and/or whitespace (newlines included); empty entries are skipped.

@@ -31,6 +31,7 @@ use crate::engine::token::TokenCache;
 use crate::engine::upstream::{self, Upstream};
 use crate::engine::{Credentials, Reason};
 use crate::http::Health;
+use crate::validate::SecurityPolicy;
 pub use config::RelayConfig;
 
 /// Idle time allowed between client reads and writes.
@@ -107,6 +108,40 @@ impl Relay {
     }
 }
 
+/// The first configuration, retried every 5 s until it loads (e.g. the Secret is not created yet); `None` when
+/// the relay is told to stop first.
+async fn first_config(
+    client: &Client,
+    args: &RelayArgs,
+    options: &SecurityPolicy,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<(RelayConfig, String)> {
+    loop {
+        match config::load(client, &args.namespace, &args.name, options).await {
+            Ok(loaded) => return Some(loaded),
+            Err(e) => warn!(error = %e, "relay configuration not usable yet; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.changed() => return None,
+        }
+    }
+}
+
+/// Lets the sessions in flight finish, at most [`DRAIN_TIMEOUT`]; then closes the rest.
+async fn drain(mut sessions: tokio::task::JoinSet<()>) {
+    info!(sessions = sessions.len(), "relay stopping: no new connections, finishing sessions in flight");
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    while !sessions.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(left, sessions.join_next()).await.is_err() {
+            warn!(sessions = sessions.len(), "sessions still open at the drain deadline; closing them");
+            sessions.abort_all();
+            break;
+        }
+    }
+}
+
 /// Runs the relay until SIGTERM/SIGINT; sessions in flight finish (bounded by [`DRAIN_TIMEOUT`]).
 pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
@@ -118,17 +153,8 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
         crate::controller::shutdown_signal().await;
         let _ = shutdown_tx.send(true);
     });
-    // the first configuration, retried until it loads (e.g. the Secret is not created yet)
-    let (cfg, mut fingerprint) = loop {
-        match config::load(&client, &args.namespace, &args.name, &options).await {
-            Ok(loaded) => break loaded,
-            Err(e) => warn!(error = %e, "relay configuration not usable yet; retrying"),
-        }
-        let mut stop = shutdown_rx.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-            _ = stop.changed() => return Ok(()),
-        }
+    let Some((cfg, mut fingerprint)) = first_config(&client, &args, &options, shutdown_rx.clone()).await else {
+        return Ok(());
     };
     let addr = args.listen_addr.clone().unwrap_or_else(|| format!("0.0.0.0:{}", cfg.port));
     let per_minute = cfg.messages_per_minute;
@@ -180,16 +206,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
     }
     drop(listener);
     health.caches_synced.store(false, Ordering::Release);
-    info!(sessions = sessions.len(), "relay stopping: no new connections, finishing sessions in flight");
-    let deadline = Instant::now() + DRAIN_TIMEOUT;
-    while !sessions.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if tokio::time::timeout(left, sessions.join_next()).await.is_err() {
-            warn!(sessions = sessions.len(), "sessions still open at the drain deadline; closing them");
-            sessions.abort_all();
-            break;
-        }
-    }
+    drain(sessions).await;
     info!("relay stopped");
     Ok(())
 }

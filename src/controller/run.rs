@@ -157,19 +157,7 @@ async fn smtp_settings_controller(
     // Secrets and ConfigMaps are watched as metadata only: their values are read on demand, per reference.
     // SmtpSettings are watched untyped and converted one by one, so that an object our types cannot read
     // (e.g. written under an older CRD version) is reported and skipped instead of failing the whole list.
-    let ar = ApiResource::erase::<SmtpSettings>(&());
-    let (smtp_api, secret_api, cm_api): (
-        Api<DynamicObject>,
-        Api<PartialObjectMeta<Secret>>,
-        Api<PartialObjectMeta<ConfigMap>>,
-    ) = match &watch_namespace {
-        Some(ns) => (
-            Api::namespaced_with(client.clone(), ns, &ar),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all_with(client.clone(), &ar), Api::all(client.clone()), Api::all(client.clone())),
-    };
+    let (smtp_api, secret_api, cm_api) = watched_apis(&client, watch_namespace.as_deref());
 
     let (reader, writer) = reflector::store();
     // Status writes change neither generation nor these annotations, so they do not trigger a reconcile.
@@ -189,9 +177,7 @@ async fn smtp_settings_controller(
             let metrics = ctx.metrics.clone();
             move |event| {
                 if let Ok(watcher::Event::Delete(o)) = event {
-                    let (ns, name) = (o.namespace(), o.name_any());
-                    metrics.set_ready(&format!("{}/{name}", ns.clone().unwrap_or_default()), None);
-                    metrics.objects.remove(&ObjectKey::smtp_settings(ns.as_deref(), &name));
+                    forget(&metrics, o.namespace().as_deref(), &o.name_any());
                 }
             }
         })
@@ -201,22 +187,7 @@ async fn smtp_settings_controller(
     let secrets = watcher(secret_api, watcher::Config::default()).default_backoff().touched_objects();
     let config_maps = watcher(cm_api, watcher::Config::default()).default_backoff().touched_objects();
 
-    let synced = reader.clone();
-    tokio::spawn(async move {
-        // Re-poll: the store's readiness signal wakes only its most recent waiter, which is the controller's
-        // own runner, so a single await here could sleep forever.
-        loop {
-            match tokio::time::timeout(Duration::from_millis(250), synced.wait_until_ready()).await {
-                Ok(Ok(())) => {
-                    health.caches_synced.store(true, Ordering::Release);
-                    info!("resource cache synced");
-                    return;
-                }
-                Ok(Err(_)) => return,
-                Err(_) => continue,
-            }
-        }
-    });
+    report_synced(reader.clone(), health);
     let store_s = reader.clone();
     let store_c = reader.clone();
     let store_m = reader.clone();
@@ -235,18 +206,13 @@ async fn smtp_settings_controller(
                     Ok((obj, _)) => {
                         // the reconcile keeps the resources-by-Ready gauge in step; gone objects drop out here
                         if store.get(&obj).is_none() {
-                            metrics.set_ready(
-                                &format!("{}/{}", obj.namespace.clone().unwrap_or_default(), obj.name),
-                                None,
-                            );
-                            metrics.objects.remove(&ObjectKey::smtp_settings(obj.namespace.as_deref(), &obj.name));
+                            forget(&metrics, obj.namespace.as_deref(), &obj.name);
                         }
                         debug!(object = %obj, "reconciled");
                     }
                     // a deleted object: drop it from the resources-by-Ready gauge
                     Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
-                        metrics.set_ready(&format!("{}/{}", obj.namespace.clone().unwrap_or_default(), obj.name), None);
-                        metrics.objects.remove(&ObjectKey::smtp_settings(obj.namespace.as_deref(), &obj.name));
+                        forget(&metrics, obj.namespace.as_deref(), &obj.name);
                     }
                     Err(e) => debug!(error = %e, "reconcile loop"),
                 }
@@ -254,6 +220,48 @@ async fn smtp_settings_controller(
         })
         .await;
     Ok(())
+}
+
+/// The APIs the controller watches: SmtpSettings (untyped), Secrets and ConfigMaps (metadata only), in one
+/// namespace or in all.
+fn watched_apis(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (Api<DynamicObject>, Api<PartialObjectMeta<Secret>>, Api<PartialObjectMeta<ConfigMap>>) {
+    let ar = ApiResource::erase::<SmtpSettings>(&());
+    match namespace {
+        Some(ns) => (
+            Api::namespaced_with(client.clone(), ns, &ar),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all_with(client.clone(), &ar), Api::all(client.clone()), Api::all(client.clone())),
+    }
+}
+
+/// Drops a gone SmtpSettings from the resources-by-Ready gauge and from the per-object series.
+fn forget(metrics: &Metrics, namespace: Option<&str>, name: &str) {
+    metrics.set_ready(&format!("{}/{name}", namespace.unwrap_or_default()), None);
+    metrics.objects.remove(&ObjectKey::smtp_settings(namespace, name));
+}
+
+/// Marks the caches synced (`/readyz`) once the store has its first list. Re-polls: the store's readiness
+/// signal wakes only its most recent waiter, which is the controller's own runner, so a single await here
+/// could sleep forever.
+fn report_synced(synced: Store<SmtpSettings>, health: Arc<Health>) {
+    tokio::spawn(async move {
+        loop {
+            match tokio::time::timeout(Duration::from_millis(250), synced.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    health.caches_synced.store(true, Ordering::Release);
+                    info!("resource cache synced");
+                    return;
+                }
+                Ok(Err(_)) => return,
+                Err(_) => continue,
+            }
+        }
+    });
 }
 
 /// Converts an untyped watch event to a typed one; an object that does not deserialize is handed to

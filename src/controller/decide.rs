@@ -149,109 +149,24 @@ mod tests {
         let min = Duration::from_secs(60);
         let hour = Some(Duration::from_secs(3600));
         let check = |t: Option<&str>| Decision::Check { test_request: t.map(str::to_string) };
+        let deferred = |at: &str, limit| Decision::Deferred { until: ts(at), limit };
+        let idle = |at: Option<&str>| Decision::Idle { until: at.map(ts) };
+        let (ns, res) = (Limit::Namespace, Limit::Resource);
+        // (case, status, inputs, interval, test request, now, limiter, decision)
         #[allow(clippy::type_complexity)]
-        let cases: Vec<(
-            &str,
-            &SmtpSettingsStatus,
-            &str,
-            Option<Duration>,
-            Option<&str>,
-            &str,
-            fn() -> Result<(), Deferral>,
-            Decision,
-        )> = vec![
+        #[rustfmt::skip]
+        let cases: Vec<(&str, &SmtpSettingsStatus, &str, Option<Duration>, Option<&str>, &str, fn() -> Result<(), Deferral>, Decision)> = vec![
             ("first check", &empty, "in1", hour, None, T0, granted, check(None)),
-            (
-                "first check, rate-limited",
-                &empty,
-                "in1",
-                hour,
-                None,
-                T0,
-                refused,
-                Decision::Deferred { until: ts("2026-12-01T10:00:06Z"), limit: Limit::Namespace },
-            ),
-            (
-                "unchanged inputs",
-                &fresh,
-                "in1",
-                hour,
-                None,
-                "2026-12-01T10:10:00Z",
-                granted,
-                Decision::Idle { until: Some(ts("2026-12-01T11:00:00Z")) },
-            ),
-            (
-                "restart with status present: nothing owed",
-                &fresh,
-                "in1",
-                None,
-                None,
-                "2026-12-02T10:00:00Z",
-                granted,
-                Decision::Idle { until: None },
-            ),
-            (
-                "restart after an unfinished check: Ready still says CheckDeferred",
-                &stopped,
-                "in1",
-                hour,
-                None,
-                "2026-12-01T10:05:00Z",
-                granted,
-                check(None),
-            ),
+            ("first check, rate-limited", &empty, "in1", hour, None, T0, refused, deferred("2026-12-01T10:00:06Z", ns)),
+            ("unchanged inputs", &fresh, "in1", hour, None, "2026-12-01T10:10:00Z", granted, idle(Some("2026-12-01T11:00:00Z"))),
+            ("restart with status present: nothing owed", &fresh, "in1", None, None, "2026-12-02T10:00:00Z", granted, idle(None)),
+            ("restart after an unfinished check: Ready still says CheckDeferred", &stopped, "in1", hour, None, "2026-12-01T10:05:00Z", granted, check(None)),
             ("periodic due", &fresh, "in1", hour, None, "2026-12-01T11:00:00Z", granted, check(None)),
-            (
-                "periodic due, rate-limited",
-                &fresh,
-                "in1",
-                hour,
-                None,
-                "2026-12-01T11:00:00Z",
-                refused,
-                Decision::Deferred { until: ts("2026-12-01T11:00:06Z"), limit: Limit::Namespace },
-            ),
-            (
-                "annotation re-check (inputs changed)",
-                &fresh,
-                "in2",
-                hour,
-                None,
-                "2026-12-01T10:05:00Z",
-                granted,
-                check(None),
-            ),
-            (
-                "re-check within the minimum interval",
-                &fresh,
-                "in2",
-                hour,
-                None,
-                "2026-12-01T10:00:30Z",
-                granted,
-                Decision::Deferred { until: ts("2026-12-01T10:01:00Z"), limit: Limit::Resource },
-            ),
-            (
-                "test email requested",
-                &fresh,
-                "in1",
-                hour,
-                Some("v1"),
-                "2026-12-01T10:05:00Z",
-                granted,
-                check(Some("v1")),
-            ),
-            (
-                "test email requested, deferred",
-                &fresh,
-                "in1",
-                hour,
-                Some("v1"),
-                "2026-12-01T10:00:10Z",
-                granted,
-                Decision::Deferred { until: ts("2026-12-01T10:01:00Z"), limit: Limit::Resource },
-            ),
+            ("periodic due, rate-limited", &fresh, "in1", hour, None, "2026-12-01T11:00:00Z", refused, deferred("2026-12-01T11:00:06Z", ns)),
+            ("annotation re-check (inputs changed)", &fresh, "in2", hour, None, "2026-12-01T10:05:00Z", granted, check(None)),
+            ("re-check within the minimum interval", &fresh, "in2", hour, None, "2026-12-01T10:00:30Z", granted, deferred("2026-12-01T10:01:00Z", res)),
+            ("test email requested", &fresh, "in1", hour, Some("v1"), "2026-12-01T10:05:00Z", granted, check(Some("v1"))),
+            ("test email requested, deferred", &fresh, "in1", hour, Some("v1"), "2026-12-01T10:00:10Z", granted, deferred("2026-12-01T10:01:00Z", res)),
         ];
         for (name, status, inputs, interval, test_request, now, acquire, want) in cases {
             let f = Facts { status, inputs, interval, min_interval: min, test_request };

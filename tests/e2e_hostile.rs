@@ -3,19 +3,23 @@
 //! escapes, bare CR, bidi overrides, zero-width characters and the
 //! password echoed back (split by a control character, and as the client's base64). What the operator makes of
 //! it — the conditions, `status.lastCheck`, the Warning event and its own log — is clean: no control or format
-//! character, no form of the password, bounded length. (The engine-level cases, token endpoint included, are in
-//! tests/sanitize.rs.)
+//! character, no form of the password, bounded length. The same for a hostile OAuth2 token endpoint, whose
+//! `error` and `error_description` carry ANSI escapes, CR/LF, bidi overrides and the client secret echoed split
+//! by a control character. (The engine-level cases are in tests/sanitize.rs.)
 
 mod support;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
+use serde_json::json;
+use support::oauth::OAuthServer;
 use support::operator::*;
 use support::scenario::Scenario;
 
 const USER: &str = "alerts";
 const PASSWORD: &str = "pw-Hostile-e2e-4c1d8a";
+const CLIENT_SECRET: &str = "hostile-client-secret-e2e-6d2f";
 
 /// What the hostile peer sends that must never come out (listed here, not taken from the code under test).
 const HOSTILE: &[char] =
@@ -30,16 +34,48 @@ fn password_forms() -> Vec<String> {
     ]
 }
 
+fn client_secret_forms() -> Vec<String> {
+    vec![CLIENT_SECRET.to_owned(), B64.encode(CLIENT_SECRET), CLIENT_SECRET.replacen("hos", "hos\x01", 1)]
+}
+
 #[track_caller]
-fn assert_clean(what: &str, text: &str, max_bytes: usize) {
+fn assert_clean(what: &str, text: &str, secrets: &[String], max_bytes: usize) {
     assert!(
         !text.chars().any(|c| HOSTILE.contains(&c) || c.is_control()),
         "{what} has a control or format character: {text:?}"
     );
-    for form in password_forms() {
-        assert!(!text.contains(&form), "{what} carries a form of the password: {text:?}");
+    for form in secrets {
+        assert!(!text.contains(form.as_str()), "{what} carries a form of a credential: {text:?}");
     }
     assert!(text.len() <= max_bytes, "{what} is {} bytes long", text.len());
+}
+
+/// Everything the operator made of a failed check: every condition, the status, the events, its log.
+#[track_caller]
+fn assert_all_clean(
+    obj: &smtp_operator::api::SmtpSettings,
+    events: &[(String, String, String)],
+    log: &str,
+    secrets: &[String],
+) {
+    for c in obj.status.as_ref().expect("status").conditions.iter() {
+        assert_clean(&format!("condition {}", c.type_), &c.message, secrets, 1024);
+    }
+    let status = serde_json::to_string(obj.status.as_ref().unwrap()).unwrap();
+    for form in secrets {
+        assert!(!status.contains(form.as_str()), "status carries a form of a credential: {status}");
+    }
+    for (_, reason, note) in events {
+        assert_clean(&format!("event {reason}"), note, secrets, 1000);
+    }
+    for form in secrets {
+        assert!(!log.contains(form.as_str()), "the operator log carries a form of a credential");
+    }
+    // JSON log lines: a control character would show as its escape, a format character as itself
+    for line in log.lines() {
+        let escaped = ["\\u001b", "\\u0001"].iter().any(|e| line.contains(e));
+        assert!(!escaped && !line.chars().any(|c| HOSTILE.contains(&c)), "a hostile character in the log: {line:?}");
+    }
 }
 
 #[tokio::test]
@@ -56,26 +92,49 @@ async fn a_hostile_servers_reply_reaches_conditions_events_and_logs_clean() {
     let ready = condition(&obj, "Ready").expect("Ready condition");
     assert!(ready.message.contains("535"), "the reply code stays in the message: {:?}", ready.message);
     assert!(ready.message.contains("<redacted>"), "the echoed password is masked: {:?}", ready.message);
-    for c in obj.status.as_ref().expect("status").conditions.iter() {
-        assert_clean(&format!("condition {}", c.type_), &c.message, 1024);
-    }
-    let status = serde_json::to_string(obj.status.as_ref().unwrap()).unwrap();
-    for form in password_forms() {
-        assert!(!status.contains(&form), "status carries a form of the password: {status}");
-    }
-
     let events = s.wait_event("mail", "Warning", "ProtocolError").await;
-    for (_, reason, note) in &events {
-        assert_clean(&format!("event {reason}"), note, 1000);
-    }
     let log = s.op().log_text();
-    for form in password_forms() {
-        assert!(!log.contains(&form), "the operator log carries a form of the password");
-    }
-    // JSON log lines: a control character would show as its escape, a format character as itself
-    for line in log.lines() {
-        let escaped = ["\\u001b", "\\u0001"].iter().any(|e| line.contains(e));
-        assert!(!escaped && !line.chars().any(|c| HOSTILE.contains(&c)), "a hostile character in the log: {line:?}");
-    }
+    assert_all_clean(&obj, &events, &log, &password_forms());
+    s.finish().await;
+}
+
+#[tokio::test]
+async fn a_hostile_token_endpoints_answer_reaches_conditions_events_and_logs_clean() {
+    let clients = json!({"clients": [
+        {"client_id": "cc-app", "client_secret": CLIENT_SECRET, "token_endpoint_auth_method": "client_secret_post",
+         "grant_types": ["client_credentials"], "user": "alerts@example.com", "scope": "smtp.send"}
+    ]});
+    let oauth = OAuthServer::start(&clients);
+    let mut s = Scenario::new("e2e-hostile-token", &["--tls", "starttls"]).await;
+    let mut hostile = url::Url::parse(&oauth.token_url).expect("token URL");
+    hostile.set_path("/hostile");
+    let token_host = format!("{}:{}", hostile.host_str().expect("host"), oauth.port);
+    let servers = format!("{token_host}, 127.0.0.1:{}", s.peer.port);
+    let secret = [("client-secret", CLIENT_SECRET.as_bytes())];
+    create_secret(&s.client, s.ns(), "cc", &secret, &[("smtp-operator.io/allowed-servers", &servers)]).await;
+    let ca = std::fs::read_to_string(&oauth.ca_path).expect("CA PEM");
+    create_config_map(&s.client, s.ns(), "peer-ca", &[("ca.crt", &ca)]).await;
+    s.start_operator(&["--allowed-token-ports", &oauth.port.to_string()]);
+    let spec = json!({
+        "server": "127.0.0.1", "port": s.peer.port, "from": "alerts@example.com",
+        "tls": {"mode": "StartTLS", "caBundle": {"configMapKeyRef": {"name": "peer-ca", "key": "ca.crt"}}},
+        "auth": {"type": "OAuth2", "oauth2": {
+            "username": "alerts@example.com", "grant": "ClientCredentials", "tokenUrl": hostile.as_str(),
+            "clientId": "cc-app", "clientSecretRef": {"name": "cc", "key": "client-secret"}, "scopes": ["smtp.send"]}},
+    });
+    s.create("mail", spec).await;
+
+    let obj = s.wait_condition("mail", "Ready", "False", Some("TokenRequestFailed")).await;
+    let ready = condition(&obj, "Ready").expect("Ready condition");
+    assert!(ready.message.contains("invalid_client"), "the endpoint's error stays in the message: {:?}", ready.message);
+    assert!(
+        oauth.http_paths().iter().any(|p| p == "/hostile"),
+        "the hostile endpoint was asked: {:?}",
+        oauth.http_paths()
+    );
+    assert_eq!(s.peer.events(), Vec::<serde_json::Value>::new(), "no SMTP dial without a token");
+    let events = s.wait_event("mail", "Warning", "TokenRequestFailed").await;
+    let log = s.op().log_text();
+    assert_all_clean(&obj, &events, &log, &client_secret_forms());
     s.finish().await;
 }

@@ -63,6 +63,8 @@ fn token_failure(step: Step, reason: Reason, message: String, budget: Budget) ->
         server_mechanisms: vec![],
         auth_mechanism: None,
         peer: None,
+        certificates: vec![],
+        plaintext_auth: vec![],
         step_durations: vec![(step, duration)],
         duration,
         test_email: None,

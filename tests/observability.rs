@@ -565,7 +565,9 @@ async fn events_and_logs_stay_quiet_with_200_failing_objects() {
     assert!(info.len() <= 2 * n + 20, "{} info lines for {} checks:\n{}", info.len(), 2 * n, info.join("\n"));
     assert!(!metrics.contains("smtp_operator_ready{"), "per-object series are off");
     assert!(
-        metrics.contains(&format!("smtp_operator_resources{{namespace=\"{ns_name}\",ready=\"false\"}} {n}")),
+        metrics.contains(&format!(
+            "smtp_operator_resources{{namespace=\"{ns_name}\",ready=\"false\",scope=\"Namespaced\"}} {n}"
+        )),
         "{metrics}"
     );
     op.terminate();

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use crate::api::SmtpSettings;
 use crate::cli::CheckArgs;
 use crate::engine::{self, TestMessage};
-use crate::validate::{self, RefKind, SecurityPolicy, RefObject, Referenced};
+use crate::validate::{self, RefKind, RefObject, Referenced, SecurityPolicy};
 
 /// Runs the `check` subcommand.
 pub async fn run(args: CheckArgs) -> ExitCode {

@@ -1,5 +1,6 @@
 //! Relay metrics (prefix `smtp_relay_`): `smtp_relay_messages_total{result,class}`,
-//! `smtp_relay_upstream_duration_seconds`, `smtp_relay_auth_failures_total{reason}`. Counters are registered without `_total` (the client adds it).
+//! `smtp_relay_upstream_duration_seconds`, `smtp_relay_auth_failures_total{reason}`,
+//! `smtp_relay_upstream_sessions_total{source}` (`opened` = connect + TLS + AUTH, `pooled` = an idle session reused). Counters are registered without `_total` (the client adds it).
 
 use std::sync::Mutex;
 
@@ -21,7 +22,13 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
 pub struct RelayMetrics {
+    sessions: Family<SourceLabels, Counter>,
     messages: Family<MessageLabels, Counter>,
     upstream: Histogram,
     auth_failures: Family<ReasonLabels, Counter>,
@@ -33,6 +40,7 @@ impl Default for RelayMetrics {
         let messages = Family::<MessageLabels, Counter>::default();
         let upstream = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let auth_failures = Family::<ReasonLabels, Counter>::default();
+        let sessions = Family::<SourceLabels, Counter>::default();
         let mut registry = Registry::with_prefix("smtp_relay");
         registry.register("messages", "Messages by result and the reply class the client got", messages.clone());
         registry.register(
@@ -41,7 +49,12 @@ impl Default for RelayMetrics {
             upstream.clone(),
         );
         registry.register("auth_failures", "Failed client logins, by reason", auth_failures.clone());
-        Self { messages, upstream, auth_failures, registry: Mutex::new(registry) }
+        registry.register(
+            "upstream_sessions",
+            "Upstream sessions a transaction started on: opened (connect, TLS, AUTH) or pooled (reused)",
+            sessions.clone(),
+        );
+        Self { sessions, messages, upstream, auth_failures, registry: Mutex::new(registry) }
     }
 }
 
@@ -53,6 +66,10 @@ impl RelayMetrics {
 
     pub fn upstream_duration(&self, seconds: f64) {
         self.upstream.observe(seconds);
+    }
+
+    pub fn upstream_session(&self, source: &str) {
+        self.sessions.get_or_create(&SourceLabels { source: source.into() }).inc();
     }
 
     pub fn auth_failure(&self, reason: &str) {

@@ -394,6 +394,7 @@ async fn swaks_and_smtplib_send_through_the_relay_to_postfix_with_xoauth2_and_wi
     assert_eq!(active, 1, "XOAUTH2 logins checked by introspection: {}", oauth.events_text());
     let (_, metrics) = http_get(&relay.metrics_addr, "/metrics");
     assert_eq!(metric(&metrics, "smtp_relay_upstream_sessions_total{source=\"pooled\"}"), 1.0, "{metrics}");
+    assert_eq!(metric(&metrics, "smtp_relay_token_requests_total{result=\"Succeeded\"}"), 1.0, "{metrics}");
 
     // Basic upstream through the second relay
     let (ok, out) = swaks(
@@ -414,24 +415,6 @@ async fn swaks_and_smtplib_send_through_the_relay_to_postfix_with_xoauth2_and_wi
     ns.cleanup().await;
 }
 
-/// A self-signed certificate for 127.0.0.1 (openssl), as a `kubernetes.io/tls` Secret.
-async fn tls_secret(client: &kube::Client, ns: &str, name: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=relay.test", "-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (crt, key) = (std::fs::read(crt).unwrap(), std::fs::read(key).unwrap());
-    create_secret(client, ns, name, &[("tls.crt", &crt), ("tls.key", &key)], &[]).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_starttls_configured_auth_is_offered_only_after_starttls() {
     let client = client().await;
@@ -440,7 +423,7 @@ async fn with_starttls_configured_auth_is_offered_only_after_starttls() {
     let peer = basic_peer(&[]);
     basic_settings_at_peer(&client, ns.name(), "upstream", &peer).await;
     credentials(&client, ns.name(), "mail").await;
-    tls_secret(&client, ns.name(), "relay-tls").await;
+    tls_secret(&client, ns.name(), "relay-tls", "IP:127.0.0.1").await;
     create_relay(
         &client,
         ns.name(),

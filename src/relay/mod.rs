@@ -171,7 +171,10 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
     });
     let encode = {
         let relay = relay.clone();
-        Arc::new(move || relay.metrics.encode())
+        Arc::new(move || {
+            relay.metrics.sync_tokens(relay.tokens.token_successes(), relay.tokens.token_failures());
+            relay.metrics.encode()
+        })
     };
     let _http = crate::http::serve_with(&args.metrics_addr, encode, health.clone()).await?;
     let listener = TcpListener::bind(&addr).await.map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;

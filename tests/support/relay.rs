@@ -316,3 +316,25 @@ impl Drop for Alertmanager {
         let _ = self.child.wait();
     }
 }
+
+/// A self-signed certificate for `san` (e.g. `IP:127.0.0.1`, `DNS:mail-relay.ns.svc`; openssl) as a Secret with
+/// `tls.crt` and `tls.key`, as cert-manager writes them; returns the certificate (PEM), for a client's CA bundle.
+pub async fn tls_secret(client: &kube::Client, ns: &str, name: &str, san: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=relay.test", "-addext", &format!("subjectAltName={san}")])
+        // an end-entity certificate (openssl's default for -x509 is a CA, which TLS clients refuse as a server's)
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (crt, key) = (std::fs::read(crt).unwrap(), std::fs::read(key).unwrap());
+    super::operator::create_secret(client, ns, name, &[("tls.crt", &crt), ("tls.key", &key)], &[]).await;
+    String::from_utf8(crt).unwrap()
+}

@@ -389,7 +389,7 @@ async fn hostile_input_gets_precise_reasons_and_the_operator_keeps_working() {
     let (client, n, peer) = (&s.client, s.ns.name(), &s.peer);
     let op = s.op.as_mut().expect("operator started");
     let allowed = format!("127.0.0.1:{}", peer.port);
-    ca_config_map(client, n, &[&peer]).await;
+    ca_config_map(client, n, &[peer]).await;
     bound_secret(client, n, "smtp-credentials", PASSWORD.as_bytes(), &allowed).await;
     bound_secret(client, n, "empty", b"", &allowed).await;
     bound_secret(client, n, "binary", &[0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28, b'\n', 0x00], &allowed).await;
@@ -484,7 +484,7 @@ async fn secret_values_appear_in_no_log_event_status_or_metric() {
     let (client, n, peer) = (&s.client, s.ns.name(), &s.peer);
     let op = s.op.as_ref().expect("operator started");
     let allowed = format!("127.0.0.1:{}", peer.port);
-    ca_config_map(client, n, &[&peer]).await;
+    ca_config_map(client, n, &[peer]).await;
     create_secret(
         client,
         n,

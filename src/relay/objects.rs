@@ -49,6 +49,10 @@ pub fn object_name(relay: &str) -> String {
 
 /// Port of `/metrics`, `/healthz`, `/readyz` in a relay pod.
 pub const METRICS_PORT: i32 = 8080;
+/// The port the relay listens on inside its pod. The Service maps `spec.listen.port` (587 by default) to it: a
+/// non-root process with every capability dropped (the restricted Pod Security level) cannot bind a port below
+/// 1024 on container runtimes that keep the kernel's default `ip_unprivileged_port_start`.
+pub const POD_SMTP_PORT: i32 = 2525;
 
 /// The Secrets a relay pod reads: the settings' (passwords, OAuth2 material, CA bundle Secret), the
 /// generated credentials, the clients' and the listener certificate. Sorted, without duplicates.
@@ -138,7 +142,7 @@ pub fn build(relay: &SmtpRelay, settings_refs: &[validate::Reference], pod: &Rel
             typed(json!({"metadata": meta(relay, &name), "spec": {
                 "podSelector": {"matchLabels": labels(&relay_name)},
                 "policyTypes": ["Ingress"],
-                "ingress": [{"ports": [{"port": relay.spec.listen.port, "protocol": "TCP"},
+                "ingress": [{"ports": [{"port": POD_SMTP_PORT, "protocol": "TCP"},
                                        {"port": METRICS_PORT, "protocol": "TCP"}]}],
             }}))
         }),
@@ -147,7 +151,7 @@ pub fn build(relay: &SmtpRelay, settings_refs: &[validate::Reference], pod: &Rel
 
 fn deployment(relay: &SmtpRelay, name: &str, pod: &RelayPodSettings) -> Deployment {
     let relay_name = relay.metadata.name.clone().unwrap_or_default();
-    let port = relay.spec.listen.port;
+    let port = POD_SMTP_PORT;
     let args = [
         "relay".to_owned(),
         format!("--namespace={}", relay.metadata.namespace.clone().unwrap_or_default()),
@@ -201,6 +205,7 @@ fn deployment(relay: &SmtpRelay, name: &str, pod: &RelayPodSettings) -> Deployme
 mod tests {
     use super::*;
     use crate::validate::{Purpose, RefKind, Reference};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     fn relay(spec: Value) -> SmtpRelay {
         serde_json::from_value(json!({
@@ -266,7 +271,7 @@ mod tests {
             "relay",
             "--namespace=mon",
             "--name=mail",
-            "--listen-addr=0.0.0.0:587",
+            "--listen-addr=0.0.0.0:2525",
             "--allowed-ports=587",
             "--denied-cidrs=default",
             "--require-secret-binding=true",
@@ -286,12 +291,12 @@ mod tests {
     fn pdb_with_more_replicas_and_network_policy_when_asked() {
         let p = RelayPodSettings { network_policy: true, ..pod() };
         let o = build(&relay(json!({"settingsRef": {"name": "office"}, "replicas": 3})), &[], &p);
-        assert_eq!(
-            o.pdb.unwrap().spec.unwrap().max_unavailable.unwrap(),
-            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)
-        );
+        assert_eq!(o.pdb.unwrap().spec.unwrap().max_unavailable.unwrap(), IntOrString::Int(1));
         assert!(o.network_policy.is_some());
         let ports = o.service.spec.unwrap().ports.unwrap();
         assert_eq!(ports[0].port, 587);
+        assert_eq!(ports[0].target_port, Some(IntOrString::String("smtp".into())));
+        let c = &o.deployment.spec.unwrap().template.spec.unwrap().containers[0];
+        assert_eq!(c.ports.as_ref().unwrap()[0].container_port, POD_SMTP_PORT, "unprivileged inside the pod");
     }
 }

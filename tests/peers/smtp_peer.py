@@ -166,6 +166,10 @@ class Handler:
             return "554 5.7.1 Message rejected as spam"
         return "250 2.0.0 OK queued as TEST1"
 
+    async def handle_RSET(self, server, session, envelope):
+        self.events.emit("rset")
+        return "250 OK"
+
     async def handle_QUIT(self, server, session, envelope):
         self.events.emit("quit")
         return "221 Bye"
@@ -360,6 +364,11 @@ def main():
         # The stream limit only bounds how much one line may buffer; long SASL responses (a big XOAUTH2
         # token sent after the empty challenge) must fit, while commands are still capped by --max-line.
         line_length_limit = 64 * 1024
+
+        def connection_lost(self, exc):
+            # the client's connection ended (QUIT, close or a dead process): lets a test wait for it
+            events.emit("disconnect")
+            super().connection_lost(exc)
 
     exclude = [m for m in ("PLAIN", "LOGIN", "XOAUTH2") if m not in mechs]
     starttls_ctx = tls_ctx if args.tls == "starttls" else None

@@ -64,6 +64,11 @@ pub struct RelayArgs {
     #[arg(long, env = "SMTP_OPERATOR_REQUIRE_SECRET_BINDING", default_value_t = true, action = clap::ArgAction::Set,
         num_args = 0..=1, require_equals = false, default_missing_value = "true")]
     pub require_secret_binding: bool,
+
+    /// Where the Secrets and ConfigMaps of a referenced ClusterSmtpSettings live (the operator passes its own
+    /// `--cluster-resource-namespace`); without it a `settingsRef` of kind ClusterSmtpSettings is refused.
+    #[arg(long, env = "SMTP_OPERATOR_CLUSTER_RESOURCE_NAMESPACE")]
+    pub cluster_resource_namespace: Option<String>,
 }
 
 /// Flags of `smtp-operator run`.

@@ -1,25 +1,36 @@
 //! End to end, against the real kube-apiserver and real SMTP peers (aiosmtpd): ClusterSmtpSettings (references
 //! resolved in the cluster resource namespace, printer columns, metrics with `scope`) and the early warnings
 //! (`Degraded` with `CertificateExpiresSoon` from a certificate generated to expire in 3 days, and
-//! `AuthOverPlaintextOffered` from a server offering AUTH before STARTTLS) while `Ready` stays True.
+//! `AuthOverPlaintextOffered` from a server offering AUTH before STARTTLS) while `Ready` stays True, and an
+//! SmtpRelay that uses a ClusterSmtpSettings: delivering from an allowed namespace with exactly the RBAC made for
+//! it, refused with `NamespaceNotAllowed` (and nothing sent) from another.
 //!
-//! ClusterSmtpSettings are cluster-scoped: only the first test here serves them (`--cluster-settings`), the others
-//! run with the default (off with `--watch-namespace`), so no two operators of this file check the same object.
-//! Its objects have unique names and are deleted on drop.
+//! ClusterSmtpSettings are cluster-scoped: every operator that serves them (`--cluster-settings`) checks all of
+//! them, so the tests that start such an operator take [`CLUSTER_SETTINGS`] in turn; the others run with the
+//! default (off with `--watch-namespace`). Their objects have unique names and are deleted on drop.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use smtp_operator::api::ClusterSmtpSettings;
+use smtp_operator::relay::api::SmtpRelay;
+use smtp_operator::relay::objects::{RelayPodSettings, cluster_access_name};
+use smtp_operator::relay::reconcile::{FINALIZER, apply_relay, release_cluster_access, write_status};
 
 use support::kube::{kubectl, kubectl_ok, unique_name};
 use support::operator::*;
+use support::rbac::{can_i, create_token, write_token_kubeconfig};
+use support::relay::{Dialog, RelayProcess};
 use support::scenario::Scenario;
 
 const PASSWORD: &str = "pw-Cluster-4e1d07";
+
+/// Held by each test whose operator serves ClusterSmtpSettings: one such operator at a time.
+static CLUSTER_SETTINGS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn peer_args(extra: &[&'static str]) -> Vec<&'static str> {
     let mut args = vec!["--tls", "starttls", "--auth", "plain,login", "--user", "alerts", "--password", PASSWORD];
@@ -91,6 +102,7 @@ async fn metric_line(op: &Operator, prefix: &str) -> String {
 
 #[tokio::test]
 async fn cluster_settings_resolve_in_the_cluster_resource_namespace_and_go_ready() {
+    let _one = CLUSTER_SETTINGS.lock().await;
     let mut s = Scenario::new("e2e-csmtp", &peer_args(&[])).await;
     // the scenario's namespace is the cluster resource namespace: the credentials live there
     s.basic_credentials(PASSWORD, true).await;
@@ -208,4 +220,161 @@ async fn auth_offered_before_starttls_is_degraded_but_never_used_in_clear_text()
     assert!(tls_ehlo.is_some() && tls_ehlo < auth, "AUTH only after STARTTLS: {events:?}");
     assert_eq!(s.peer.count("auth_command"), 1, "{events:?}");
     s.finish().await;
+}
+
+/// Deletes a relay's cluster-scoped access objects on drop (when the test failed before the finalizer ran).
+struct ClusterAccessGuard(String);
+
+impl Drop for ClusterAccessGuard {
+    fn drop(&mut self) {
+        for kind in ["clusterrolebinding", "clusterrole"] {
+            let _ = kubectl(["delete", kind, &self.0, "--ignore-not-found", "--wait=false"]);
+        }
+    }
+}
+
+async fn create_relay(client: &kube::Client, ns: &str, settings: &str) -> SmtpRelay {
+    let api: Api<SmtpRelay> = Api::namespaced(client.clone(), ns);
+    let obj: SmtpRelay = serde_json::from_value(json!({
+        "apiVersion": "smtp-operator.io/v1alpha1", "kind": "SmtpRelay", "metadata": {"name": "mail"},
+        "spec": {"settingsRef": {"kind": "ClusterSmtpSettings", "name": settings}},
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &obj).await.expect("create SmtpRelay")
+}
+
+fn relay_condition(relay: &SmtpRelay, type_: &str) -> (String, String, String) {
+    let c = relay.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == type_).unwrap();
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+/// The relay controller's apply step (the library function the operator runs) for a relay in `ns`, then a
+/// fresh read of the relay with the status written.
+async fn apply(client: &kube::Client, ns: &str, pod: &RelayPodSettings) -> SmtpRelay {
+    let api: Api<SmtpRelay> = Api::namespaced(client.clone(), ns);
+    let relay = api.get("mail").await.unwrap();
+    let status = apply_relay(client, &relay, pod).await.expect("apply relay");
+    write_status(client, &relay, &status).await.unwrap();
+    api.get("mail").await.unwrap()
+}
+
+#[tokio::test]
+async fn a_relay_uses_cluster_settings_from_an_allowed_namespace_and_is_refused_from_another() {
+    let _one = CLUSTER_SETTINGS.lock().await;
+    let mut s = Scenario::new("e2e-crelay", &peer_args(&[])).await;
+    s.basic_credentials(PASSWORD, true).await;
+    let resources = s.ns().to_string();
+    let (allowed, denied) = (s.namespace("e2e-crelay-ok").await, s.namespace("e2e-crelay-no").await);
+    let flag = format!("--cluster-resource-namespace={resources}");
+    s.start_operator(&["--cluster-settings=true", &flag]);
+    let name = unique_name("company");
+    let mut spec = s.basic_spec();
+    spec["allowedNamespaces"] = json!({"matchLabels": {"kubernetes.io/metadata.name": allowed}});
+    let _settings = create_cluster_smtp(&s.client, &name, spec).await;
+    wait_cluster_condition(&s.client, &name, "Ready", "True", Some("CheckSucceeded")).await;
+    let pod = RelayPodSettings {
+        image: "smtp-operator:test".into(),
+        allowed_ports: s.peer.port.to_string(),
+        allowed_token_ports: "443".into(),
+        denied_cidrs: String::new(),
+        require_secret_binding: true,
+        network_policy: false,
+        cluster_resource_namespace: Some(resources.clone()),
+    };
+
+    // allowed: Valid, the access the relay needs by name, and the relay, as its own ServiceAccount, delivers
+    let access = cluster_access_name(&allowed, "mail");
+    let _guard = ClusterAccessGuard(access.clone());
+    create_relay(&s.client, &allowed, &name).await;
+    let relay = apply(&s.client, &allowed, &pod).await;
+    assert_eq!(relay_condition(&relay, "Valid").1, "Valid");
+    assert_eq!(relay_condition(&relay, "Ready").1, "PodsNotAvailable", "settings Ready, no pod runs here");
+    assert!(relay.metadata.finalizers.unwrap_or_default().contains(&FINALIZER.to_string()));
+    let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+    write_token_kubeconfig(&create_token("mail-relay", &allowed), kubeconfig.path());
+    let kc = kubeconfig.path().to_str().unwrap();
+    assert!(can_i(kubeconfig.path(), &["get", &format!("clustersmtpsettings.smtp-operator.io/{name}")]));
+    assert!(!can_i(kubeconfig.path(), &["list", "clustersmtpsettings.smtp-operator.io"]), "by name only");
+    assert!(can_i(kubeconfig.path(), &["get", "secret/smtp-credentials", "-n", &resources]));
+    assert!(!can_i(kubeconfig.path(), &["get", "secret/other", "-n", &resources]), "only the settings' Secrets");
+    let ports = format!("--allowed-ports={}", s.peer.port);
+    let args = ["--denied-cidrs=", ports.as_str(), flag.as_str()];
+    let mut process = RelayProcess::start_with_env(&allowed, "mail", &args, "127.0.0.1", &[("KUBECONFIG", kc)]);
+    let creds: k8s_openapi::api::core::v1::Secret =
+        Api::namespaced(s.client.clone(), &allowed).get("mail-relay-credentials").await.unwrap();
+    let data = creds.data.unwrap();
+    let (user, password) = (
+        String::from_utf8(data["username"].0.clone()).unwrap(),
+        String::from_utf8(data["password"].0.clone()).unwrap(),
+    );
+    let mut d = Dialog::connect(&process.addr);
+    let auth = d.login(&user, &password);
+    assert!(auth.starts_with("235"), "{auth}");
+    assert!(d.cmd("MAIL FROM:<alerts@example.com>").starts_with("250"));
+    assert!(d.cmd("RCPT TO:<ops@example.com>").starts_with("250"));
+    assert!(d.cmd("DATA").starts_with("354"));
+    d.raw(b"Subject: through the company settings\r\n\r\nhello\r\n.\r\n");
+    let sent = d.reply();
+    assert!(sent.starts_with("250"), "{sent}\n{}", process.log_text());
+    let subjects: Vec<String> =
+        s.peer.events_of("message").iter().map(|e| e["subject"].as_str().unwrap_or_default().to_string()).collect();
+    assert!(subjects.contains(&"through the company settings".to_string()), "{subjects:?}");
+    process.terminate();
+
+    // disallowed: Valid=False NamespaceNotAllowed, no access granted, and its relay sends nothing
+    create_relay(&s.client, &denied, &name).await;
+    let refused = apply(&s.client, &denied, &pod).await;
+    let (status, reason, message) = relay_condition(&refused, "Valid");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "NamespaceNotAllowed"), "{message}");
+    assert!(message.contains(&name) && message.contains(&denied), "{message}");
+    assert_eq!(relay_condition(&refused, "Ready").1, "NamespaceNotAllowed");
+    let roles: Api<ClusterRole> = Api::all(s.client.clone());
+    assert!(roles.get_opt(&cluster_access_name(&denied, "mail")).await.unwrap().is_none(), "access granted");
+    let connects = s.peer.count("connect");
+    let log = relay_log_until(&denied, &["--denied-cidrs=", &ports, &flag], "NamespaceNotAllowed");
+    assert!(!log.contains("relay listening"), "the relay must not serve without usable settings:\n{log}");
+    assert_eq!(s.peer.count("connect"), connects, "nothing sent from the disallowed namespace");
+
+    // deleting the allowed relay removes its cluster access (the finalizer), then the relay itself
+    let api: Api<SmtpRelay> = Api::namespaced(s.client.clone(), &allowed);
+    api.delete("mail", &Default::default()).await.unwrap();
+    let deleting = api.get("mail").await.unwrap();
+    assert!(deleting.metadata.deletion_timestamp.is_some(), "held by the finalizer");
+    release_cluster_access(&s.client, &deleting, Some(&resources)).await.unwrap();
+    assert!(roles.get_opt(&access).await.unwrap().is_none(), "ClusterRole left behind");
+    let role: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(s.client.clone(), &resources);
+    assert!(role.get_opt(&access).await.unwrap().is_none(), "Role left behind");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api.get_opt("mail").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the SmtpRelay stayed after its finalizer was removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.finish().await;
+}
+
+/// Runs `smtp-operator relay` for `ns/mail` (admin kubeconfig) until its log contains `needle` (at most 60 s),
+/// then stops it; returns the log.
+fn relay_log_until(ns: &str, args: &[&str], needle: &str) -> String {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_smtp-operator"))
+        .args(["relay", "--namespace", ns, "--name", "mail", "--metrics-addr", "127.0.0.1:0"])
+        .args(["--listen-addr", "127.0.0.1:0"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .expect("spawn smtp-operator relay");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        if text.contains(needle) || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains(needle), "relay log never said {needle:?}:\n{text}");
+    text
 }

@@ -63,6 +63,7 @@ pub fn settings_from_args(args: &RunArgs) -> anyhow::Result<Settings> {
             .map_err(|e| anyhow::anyhow!("--denied-cidrs {:?}: {e}", args.denied_cidrs))?,
         require_secret_binding: args.require_secret_binding,
         helo_name: hostname_for_ehlo(args.pod_name.as_deref()),
+        cluster_resource_namespace: cluster_settings_enabled(args).then(|| cluster_resource_namespace(args)),
     };
     let rate = |flag: &str, v: &str| v.parse::<Rate>().map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"));
     let limits = Limits {

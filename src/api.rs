@@ -434,6 +434,9 @@ pub struct LastCheck {
     /// The SMTP server's leaf certificate, when the check got as far as the TLS handshake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateStatus>,
+    /// OAuth2: the token endpoint's leaf certificate, as presented when the access token in use was fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_certificate: Option<CertificateStatus>,
     /// What the check covered: a digest of the generation, the referenced Secret/ConfigMap resourceVersions
     /// and the `check-requested-at` value. While it matches, the cached result stands and nothing is dialled,
     /// also after an operator restart. (Extension to the contract.)

@@ -284,13 +284,18 @@ pub fn last_check(report: &Report, time: String, inputs: String) -> LastCheck {
         tls_version: report.tls_version.clone(),
         auth_mechanism: report.auth_mechanism.clone(),
         server_mechanisms: report.server_mechanisms.clone(),
-        certificate: report.certificates.first().map(|c| CertificateStatus {
-            subject: c.subject.clone(),
-            issuer: c.issuer.clone(),
-            dns_names: c.dns_names.clone(),
-            not_after: crate::warnings::rfc3339(c.not_after),
-        }),
+        certificate: report.certificates.first().map(certificate_status),
+        token_endpoint_certificate: report.token_certificates.first().map(certificate_status),
         inputs: Some(inputs),
+    }
+}
+
+fn certificate_status(c: &crate::engine::CertificateInfo) -> CertificateStatus {
+    CertificateStatus {
+        subject: c.subject.clone(),
+        issuer: c.issuer.clone(),
+        dns_names: c.dns_names.clone(),
+        not_after: crate::warnings::rfc3339(c.not_after),
     }
 }
 
@@ -309,6 +314,7 @@ mod tests {
             auth_mechanism: Some("PLAIN".into()),
             certificates: vec![],
             plaintext_auth: vec![],
+            token_certificates: vec![],
             peer: Some("192.0.2.1:587".parse().unwrap()),
             step_durations: vec![],
             duration: Duration::from_millis(412),

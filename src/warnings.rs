@@ -11,7 +11,8 @@ use crate::engine::{CertificateInfo, Report};
 /// The reasons of `Degraded=True`, most urgent first (the condition carries the first finding's reason).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Warning {
-    /// The leaf or a chain certificate expires within `--certificate-warning-window`.
+    /// The leaf or a chain certificate of the SMTP server or the OAuth2 token endpoint expires within
+    /// `--certificate-warning-window`.
     CertificateExpiresSoon,
     /// Basic auth against Microsoft 365, whose SMTP Basic auth is being retired.
     BasicAuthDeprecated,
@@ -59,9 +60,8 @@ pub fn findings(report: &Report, facts: &Facts) -> Vec<Finding> {
         return Vec::new();
     }
     let mut out = Vec::new();
-    if let Some(f) = expiring(&report.certificates, facts) {
-        out.push(f);
-    }
+    out.extend(expiring(&report.certificates, "the server's certificate", facts));
+    out.extend(expiring(&report.token_certificates, "the token endpoint's certificate", facts));
     let host = facts.spec.server.trim_end_matches('.').to_ascii_lowercase();
     if facts.spec.auth.type_ == AuthType::Basic && BASIC_AUTH_RETIRING.contains(&host.as_str()) {
         out.push(Finding {
@@ -86,14 +86,15 @@ pub fn findings(report: &Report, facts: &Facts) -> Vec<Finding> {
     out
 }
 
-/// The certificate of the chain that expires first, when that is within the window.
-fn expiring(chain: &[CertificateInfo], facts: &Facts) -> Option<Finding> {
+/// The certificate of `chain` that expires first, when that is within the window; `leaf` names the chain's
+/// leaf in the message (a chain certificate is named as one of its chain).
+fn expiring(chain: &[CertificateInfo], leaf: &str, facts: &Facts) -> Option<Finding> {
     let window = i64::try_from(facts.window.as_secs()).unwrap_or(i64::MAX);
     let (index, cert) = chain.iter().enumerate().min_by_key(|(_, c)| c.not_after)?;
     if cert.not_after.saturating_sub(facts.now) > window {
         return None;
     }
-    let which = if index == 0 { "the server's certificate".to_string() } else { "a certificate of the chain".into() };
+    let which = if index == 0 { leaf.to_string() } else { format!("a certificate of the chain of {leaf}") };
     let verb = if cert.not_after <= facts.now { "expired on" } else { "expires on" };
     Some(Finding {
         warning: Warning::CertificateExpiresSoon,
@@ -157,10 +158,16 @@ mod tests {
             peer: None,
             certificates: chain,
             plaintext_auth: plaintext_auth.iter().map(|s| s.to_string()).collect(),
+            token_certificates: vec![],
             step_durations: vec![],
             duration: Duration::from_millis(5),
             test_email: None,
         }
+    }
+
+    fn with_token(mut r: Report, chain: Vec<CertificateInfo>) -> Report {
+        r.token_certificates = chain;
+        r
     }
 
     fn spec(server: &str, auth: &str) -> SmtpSettingsSpec {
@@ -193,7 +200,10 @@ mod tests {
             ("Basic elsewhere", report(true, far, &[]), spec("smtp.example.com", "Basic"), vec![]),
             ("all three, most urgent first", report(true, leaf_3d.clone(), &["LOGIN"]), spec("smtp.office365.com", "Basic"),
                 vec![CertificateExpiresSoon, BasicAuthDeprecated, AuthOverPlaintextOffered]),
-            ("a failed check warns of nothing", report(false, leaf_3d, &["PLAIN"]), spec("smtp.office365.com", "Basic"), vec![]),
+            ("a failed check warns of nothing", report(false, leaf_3d.clone(), &["PLAIN"]), spec("smtp.office365.com", "Basic"), vec![]),
+            ("token endpoint in 3 days", with_token(report(true, vec![], &[]), leaf_3d.clone()), spec("mail.example.com", "None"), vec![CertificateExpiresSoon]),
+            ("both expiring: one finding each", with_token(report(true, leaf_3d.clone(), &[]), leaf_3d), spec("mail.example.com", "None"),
+                vec![CertificateExpiresSoon, CertificateExpiresSoon]),
         ];
         for (name, report, spec, want) in cases {
             let facts = Facts { spec: &spec, window: Duration::from_secs(14 * 86_400), window_text: "14d", now: NOW };

@@ -133,6 +133,7 @@ mod tests {
             auth_mechanism: None,
             certificates: vec![],
             plaintext_auth: vec![],
+            token_certificates: vec![],
             peer: None,
             step_durations: vec![],
             duration: Duration::from_millis(5),

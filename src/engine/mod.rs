@@ -173,6 +173,9 @@ pub struct Report {
     /// an early warning (`AuthOverPlaintextOffered`), since a client that does not insist on STARTTLS would
     /// send its credentials in clear text there.
     pub plaintext_auth: Vec<String>,
+    /// The certificates the OAuth2 token endpoint presented when the token in use was fetched (leaf first);
+    /// empty without OAuth2. Filled by `crate::check`, which obtains the token.
+    pub token_certificates: Vec<CertificateInfo>,
     /// Time spent per step, in order.
     pub step_durations: Vec<(Step, Duration)>,
     pub duration: Duration,

@@ -69,6 +69,7 @@ impl Progress {
             peer: self.peer,
             certificates: self.certificates,
             plaintext_auth: self.plaintext_auth,
+            token_certificates: Vec::new(),
             step_durations: self.steps,
             duration: now.saturating_duration_since(self.start),
             test_email: self.test_email,

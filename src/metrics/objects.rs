@@ -13,6 +13,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+/// The `endpoint` labels of `smtp_operator_certificate_expiry_timestamp_seconds`.
+pub const ENDPOINT_SMTP: &str = "smtp";
+pub const ENDPOINT_TOKEN: &str = "token_endpoint";
+
 /// The `kind` label of namespaced SmtpSettings.
 pub const KIND_SMTP_SETTINGS: &str = "SmtpSettings";
 
@@ -28,7 +32,7 @@ pub struct ObjectReadyLabels {
 pub struct ExpiryLabels {
     pub namespace: String,
     pub name: String,
-    /// `smtp` (the SMTP server's leaf certificate).
+    /// `smtp` (the SMTP server's leaf certificate) or `token_endpoint` (the OAuth2 token endpoint's).
     pub endpoint: String,
 }
 
@@ -155,8 +159,8 @@ impl ObjectMetrics {
     }
 
     /// Records an object's early warnings: whether it is Degraded (`None` before a check said) and the
-    /// notAfter of the SMTP server's certificate (Unix seconds).
-    pub fn set_warnings(&self, object: &ObjectKey, degraded: Option<bool>, cert_not_after: Option<f64>) {
+    /// notAfter (Unix seconds) of the certificates per endpoint (`smtp`, `token_endpoint`).
+    pub fn set_warnings(&self, object: &ObjectKey, degraded: Option<bool>, not_after: [(&str, Option<f64>); 2]) {
         if !self.enabled.load(Ordering::Acquire) {
             return;
         }
@@ -168,12 +172,14 @@ impl ObjectMetrics {
                 self.degraded.remove(&object.labels());
             }
         }
-        match cert_not_after {
-            Some(t) => {
-                self.cert_expiry.get_or_create(&object.expiry_labels("smtp")).set(t);
-            }
-            None => {
-                self.cert_expiry.remove(&object.expiry_labels("smtp"));
+        for (endpoint, at) in not_after {
+            match at {
+                Some(t) => {
+                    self.cert_expiry.get_or_create(&object.expiry_labels(endpoint)).set(t);
+                }
+                None => {
+                    self.cert_expiry.remove(&object.expiry_labels(endpoint));
+                }
             }
         }
     }
@@ -186,7 +192,8 @@ impl ObjectMetrics {
         }
         self.last_check.remove(&object.labels());
         self.degraded.remove(&object.labels());
-        self.cert_expiry.remove(&object.expiry_labels("smtp"));
+        self.cert_expiry.remove(&object.expiry_labels(ENDPOINT_SMTP));
+        self.cert_expiry.remove(&object.expiry_labels(ENDPOINT_TOKEN));
     }
 
     /// Records an object from a status: the Ready condition's reason (`CheckPending` before there is one) and
@@ -202,11 +209,11 @@ impl ObjectMetrics {
             .and_then(|s| crate::conditions::find(&s.conditions, crate::conditions::DEGRADED))
             .filter(|c| c.status != "Unknown")
             .map(|c| c.status == "True");
-        let not_after = status
-            .and_then(|s| s.last_check.as_ref())
-            .and_then(|l| l.certificate.as_ref())
-            .and_then(|c| unix_seconds(&c.not_after));
-        self.set_warnings(object, degraded, not_after);
+        let last_check = status.and_then(|s| s.last_check.as_ref());
+        let not_after = |c: Option<&crate::api::CertificateStatus>| c.and_then(|c| unix_seconds(&c.not_after));
+        let smtp = not_after(last_check.and_then(|l| l.certificate.as_ref()));
+        let token = not_after(last_check.and_then(|l| l.token_endpoint_certificate.as_ref()));
+        self.set_warnings(object, degraded, [(ENDPOINT_SMTP, smtp), (ENDPOINT_TOKEN, token)]);
     }
 }
 
@@ -270,7 +277,7 @@ mod tests {
         m.set(&b, "CheckSucceeded", Some(20.0));
         m.remove(&a);
         m.remove(&a); // twice is harmless
-        m.set_warnings(&a, Some(true), Some(30.0));
+        m.set_warnings(&a, Some(true), [(ENDPOINT_SMTP, Some(30.0)), (ENDPOINT_TOKEN, Some(40.0))]);
         m.remove(&a);
         let text = encoded(&m);
         assert!(!text.contains(r#"name="alerts""#), "{text}");
@@ -305,7 +312,11 @@ mod tests {
     fn warnings_follow_the_status_and_go_with_the_object() {
         let m = ObjectMetrics::default();
         let a = ObjectKey::new("ClusterSmtpSettings", "", "company");
-        m.set_warnings(&a, Some(true), Some(1_796_487_066.0));
+        m.set_warnings(
+            &a,
+            Some(true),
+            [(ENDPOINT_SMTP, Some(1_796_487_066.0)), (ENDPOINT_TOKEN, Some(1_800_000_000.0))],
+        );
         let text = encoded(&m);
         assert!(
             text.contains(r#"smtp_operator_degraded{namespace="",name="company",kind="ClusterSmtpSettings"} 1"#),
@@ -315,7 +326,8 @@ mod tests {
             text.contains(r#"smtp_operator_certificate_expiry_timestamp_seconds{namespace="",name="company",endpoint="smtp"} 1796487066.0"#),
             "{text}"
         );
-        m.set_warnings(&a, Some(false), None);
+        assert!(text.contains(r#"endpoint="token_endpoint"} 1800000000.0"#), "{text}");
+        m.set_warnings(&a, Some(false), [(ENDPOINT_SMTP, None), (ENDPOINT_TOKEN, None)]);
         let text = encoded(&m);
         assert!(
             text.contains(r#"smtp_operator_degraded{namespace="",name="company",kind="ClusterSmtpSettings"} 0"#),

@@ -24,6 +24,16 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `check -f` of `manifest` with the peer's CA as ConfigMap `ca` and `password` as Secret `creds`, files in `dir`.
+fn run_manifest(dir: &std::path::Path, manifest: &str, peer: &SmtpPeer, password: &str) -> (i32, String, String) {
+    let (file, ca, pw) = (dir.join("settings.yaml"), dir.join("ca.pem"), dir.join("pw"));
+    std::fs::write(&file, manifest).unwrap();
+    std::fs::write(&ca, peer.ca_pem()).unwrap();
+    std::fs::write(&pw, password).unwrap();
+    let (creds, ca) = (format!("creds={}", pw.display()), format!("ca={}", ca.display()));
+    run(&["-f", file.to_str().unwrap(), "--secret-file", &creds, "--configmap-file", &ca])
+}
+
 #[test]
 fn check_command_reports_and_exits_by_result() {
     let peer =
@@ -87,20 +97,7 @@ fn check_command_output_is_clean_against_a_hostile_server() {
         "50000",
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("s.yaml");
-    std::fs::write(&file, spec(peer.port)).unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, peer.ca_pem()).unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, PW).unwrap();
-    let (code, out, err) = run(&[
-        "-f",
-        file.to_str().unwrap(),
-        "--secret-file",
-        &format!("creds={}", pw.display()),
-        "--configmap-file",
-        &format!("ca={}", ca.display()),
-    ]);
+    let (code, out, err) = run_manifest(dir.path(), &spec(peer.port), &peer, PW);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("Result: Failed (AuthenticationFailed)") && out.contains("<redacted>"), "{out}");
     // a terminal shows nothing the server chose: no escape, no bare CR, no bidi or zero-width character
@@ -127,22 +124,9 @@ fn check_command_reads_a_cluster_smtp_settings_and_prints_early_warnings_without
         "--auth-before-tls",
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("c.yaml");
     let manifest =
         spec(peer.port).replace("kind: SmtpSettings", "kind: ClusterSmtpSettings") + "  allowedNamespaces: {}\n";
-    std::fs::write(&file, manifest).unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, peer.ca_pem()).unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, "right-pw").unwrap();
-    let (code, out, err) = run(&[
-        "-f",
-        file.to_str().unwrap(),
-        "--secret-file",
-        &format!("creds={}", pw.display()),
-        "--configmap-file",
-        &format!("ca={}", ca.display()),
-    ]);
+    let (code, out, err) = run_manifest(dir.path(), &manifest, &peer, "right-pw");
     assert_eq!(code, 0, "warnings do not fail the check: {out}{err}");
     assert!(out.contains("Result: Succeeded"), "{out}");
     assert!(out.contains("Warning (CertificateExpiresSoon): the server's certificate (CN=localhost"), "{out}");

@@ -28,23 +28,25 @@ pub async fn run(plan: &Plan, tokens: &TokenCache, test_message: Option<TestMess
     token_request.timeout = budget.total();
     // the token request keeps its own deadline (and names the phase it ran out in); this bound is a backstop,
     // e.g. for a caller that waits on another caller's fetch of the same token
-    let token = match tokio::time::timeout(budget.left() + BACKSTOP_GRACE, tokens.get(&token_request)).await {
-        Ok(Ok(token)) => token.token,
-        Ok(Err(e)) => {
-            let secrets = token_request.grant.secrets();
-            let message = Sanitizer::for_secrets(secrets).clean(&e.message, MAX_MESSAGE_CHARS);
-            return token_failure(e.step, e.reason, message, budget);
-        }
-        Err(_) => {
-            let message = format!(
-                "the token request did not finish within {}; check that the token endpoint answers",
-                budget.describe()
-            );
-            return token_failure(Step::Token, Reason::TokenRequestFailed, message, budget);
-        }
-    };
+    let (token, token_certificates) =
+        match tokio::time::timeout(budget.left() + BACKSTOP_GRACE, tokens.get(&token_request)).await {
+            Ok(Ok(token)) => (token.token, token.certificates),
+            Ok(Err(e)) => {
+                let secrets = token_request.grant.secrets();
+                let message = Sanitizer::for_secrets(secrets).clean(&e.message, MAX_MESSAGE_CHARS);
+                return token_failure(e.step, e.reason, message, budget);
+            }
+            Err(_) => {
+                let message = format!(
+                    "the token request did not finish within {}; check that the token endpoint answers",
+                    budget.describe()
+                );
+                return token_failure(Step::Token, Reason::TokenRequestFailed, message, budget);
+            }
+        };
     request.credentials = Credentials::XOAuth2 { username: oauth.username.clone(), token: token.clone() };
-    let report = engine::run_within(&request, budget).await;
+    let mut report = engine::run_within(&request, budget).await;
+    report.token_certificates = token_certificates;
     // a token the server refuses is not reused: the next check fetches a fresh one
     if let Err(f) = &report.outcome
         && f.reason == Reason::AuthenticationFailed
@@ -63,6 +65,9 @@ fn token_failure(step: Step, reason: Reason, message: String, budget: Budget) ->
         server_mechanisms: vec![],
         auth_mechanism: None,
         peer: None,
+        certificates: vec![],
+        plaintext_auth: vec![],
+        token_certificates: vec![],
         step_durations: vec![(step, duration)],
         duration,
         test_email: None,

@@ -35,8 +35,18 @@ def _key_pem(key):
     )
 
 
-def ensure(directory, names=("localhost",), ips=("127.0.0.1", "::1")):
-    """Creates (or reuses) the CA and the server certificate in `directory`; returns a dict of paths."""
+def _expires_within(path, now, days):
+    with open(path, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    return cert.not_valid_after_utc < now + datetime.timedelta(days=days)
+
+
+def ensure(directory, names=("localhost",), ips=("127.0.0.1", "::1"), days=90):
+    """Creates (or reuses) the CA and the server certificate in `directory`; returns a dict of paths.
+
+    The server certificate is valid for `days` (default 90: longer than the operator's default early-warning
+    window of 14 days, so ordinary peers raise no CertificateExpiresSoon; a test of that warning passes e.g. 3).
+    A reused server certificate that expires within 30 days is replaced (unless `days` asks for less)."""
     os.makedirs(directory, exist_ok=True)
     paths = {
         "ca": os.path.join(directory, "ca.pem"),
@@ -60,7 +70,7 @@ def ensure(directory, names=("localhost",), ips=("127.0.0.1", "::1")):
             .public_key(ca_key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=30))
+            .not_valid_after(now + datetime.timedelta(days=400))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -76,7 +86,10 @@ def ensure(directory, names=("localhost",), ips=("127.0.0.1", "::1")):
         _write(paths["ca_key"], _key_pem(ca_key), 0o600)
         _write(paths["ca"], ca_cert.public_bytes(serialization.Encoding.PEM))
 
-    if not (os.path.exists(paths["cert"]) and os.path.exists(paths["key"])):
+    reuse = os.path.exists(paths["cert"]) and os.path.exists(paths["key"])
+    if reuse and days >= 30 and _expires_within(paths["cert"], now, 30):
+        reuse = False
+    if not reuse:
         key = ec.generate_private_key(ec.SECP256R1())
         sans = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
         cert = (
@@ -86,7 +99,7 @@ def ensure(directory, names=("localhost",), ips=("127.0.0.1", "::1")):
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=7))
+            .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

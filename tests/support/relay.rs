@@ -28,6 +28,12 @@ impl RelayProcess {
     }
 
     pub fn start_from(ns: &str, name: &str, args: &[&str], ip: &str) -> RelayProcess {
+        RelayProcess::start_with_env(ns, name, args, ip, &[])
+    }
+
+    /// [`RelayProcess::start_from`] with extra environment variables (e.g. `KUBECONFIG` of the relay's
+    /// ServiceAccount, to run with exactly the RBAC the operator made for it).
+    pub fn start_with_env(ns: &str, name: &str, args: &[&str], ip: &str, env: &[(&str, &str)]) -> RelayProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("relay.log");
         let file = std::fs::File::create(&log).expect("log file");
@@ -36,6 +42,7 @@ impl RelayProcess {
             .args(["--listen-addr", &format!("{ip}:0")])
             .args(args)
             .env("RUST_LOG", "debug,hyper=info,tower=info,rustls=info,h2=info,kube=info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)

@@ -541,8 +541,10 @@ def main():
     args.load_before = load_average()
 
     cleanup = Cleanup()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
+    # Ctrl-C, SIGTERM and SIGHUP all end the run through KeyboardInterrupt (also when started with SIGINT
+    # ignored, as a background job): asyncio cancels the clients, then everything started is cleaned up
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
     work = tempfile.mkdtemp(prefix="bench-relay-")
     os.chmod(work, 0o755)  # Postfix's and Dovecot's unprivileged daemons traverse it (scripts/mta)
     cleanup.add("the work directory", lambda: shutil.rmtree(work, ignore_errors=True))

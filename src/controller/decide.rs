@@ -108,6 +108,14 @@ pub fn inputs_digest(generation: Option<i64>, versions: &[String], check_request
     format!("{h:016x}")
 }
 
+/// Whether resourceVersion `copy` is at least `written` (equal, or a larger number: the API server's versions
+/// are etcd revisions). Anything else, including a version that is not a number, counts as older, so the
+/// caller reads the object afresh rather than deciding on a copy from before its own write.
+pub fn not_older(copy: Option<&str>, written: &str) -> bool {
+    let Some(copy) = copy else { return false };
+    copy == written || matches!((copy.parse::<u64>(), written.parse::<u64>()), (Ok(c), Ok(w)) if c > w)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +226,19 @@ mod tests {
         assert_ne!(a, inputs_digest(Some(2), &["Secret/x@1".into()], None));
         assert_ne!(a, inputs_digest(Some(1), &["Secret/x@2".into()], None));
         assert_ne!(a, inputs_digest(Some(1), &["Secret/x@1".into()], Some("now")));
+    }
+
+    #[test]
+    fn a_store_copy_is_used_only_when_it_is_not_older_than_our_write() {
+        for (copy, written, used) in [
+            (Some("120"), "120", true),  // the copy is our write
+            (Some("121"), "120", true),  // a later change
+            (Some("119"), "120", false), // the store still shows the object from before our write
+            (Some("abc"), "120", false), // not a number: read afresh
+            (Some("abc"), "abc", true),
+            (None, "120", false),
+        ] {
+            assert_eq!(not_older(copy, written), used, "{copy:?} vs {written}");
+        }
     }
 }

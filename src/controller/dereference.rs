@@ -10,6 +10,7 @@ use kube::{Api, Client};
 
 use super::Error;
 use super::kind::SettingsResource;
+use super::refcache::{Lookup, RefCache};
 use crate::validate::{RefKind, RefObject, Reference, Referenced};
 
 /// A fresh read of the object. The reflector store can lag behind this operator's own last status write (a
@@ -20,19 +21,28 @@ pub async fn fresh<K: SettingsResource>(client: &Client, ns: Option<&str>, name:
     api.get_opt(name).await.map_err(|source| Error::Dereference { kind: K::KIND, name: name.into(), source })
 }
 
-/// Reads the referenced Secrets and ConfigMaps (each once); missing ones are simply absent.
-pub async fn referenced(client: &Client, ns: &str, refs: &[Reference]) -> Result<Referenced, Error> {
+/// The referenced Secrets and ConfigMaps (each once): from `cache` when it holds them, else read and kept
+/// there; missing ones are simply absent (and read again next time).
+pub async fn referenced(client: &Client, cache: &RefCache, ns: &str, refs: &[Reference]) -> Result<Referenced, Error> {
     let mut out = Referenced::default();
     let mut seen = BTreeSet::new();
     for r in refs {
         if !seen.insert((r.kind, r.name.clone())) {
             continue;
         }
+        let epoch = match cache.lookup(r.kind, ns, &r.name) {
+            Lookup::Hit(o) => {
+                out.objects.insert((r.kind, r.name.clone()), o);
+                continue;
+            }
+            Lookup::Miss(epoch) => epoch,
+        };
         let obj = match r.kind {
             RefKind::Secret => secret(client, ns, &r.name).await?,
             RefKind::ConfigMap => config_map(client, ns, &r.name).await?,
         };
         if let Some(o) = obj {
+            cache.keep(r.kind, ns, &r.name, epoch, &o);
             out.objects.insert((r.kind, r.name.clone()), o);
         }
     }

@@ -9,6 +9,7 @@ pub mod decide;
 pub mod dereference;
 pub mod events;
 pub mod kind;
+pub mod refcache;
 pub mod run;
 
 use std::collections::HashMap;
@@ -89,6 +90,10 @@ pub struct Context {
     pub limiter: CheckLimiter,
     /// OAuth2 access tokens shared by all resources (single flight per app and Secret version).
     pub tokens: TokenCache,
+    /// Values of referenced Secrets and ConfigMaps, shared by the objects that reference them.
+    pub refs: refcache::RefCache,
+    /// The resourceVersion each object got from this operator's last status write to it (`kind/ns/name`).
+    written: Mutex<HashMap<String, String>>,
     /// Consecutive reconcile errors per object (`kind/namespace/name`), for per-object backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -103,6 +108,8 @@ impl Context {
             settings,
             metrics,
             tokens: TokenCache::new(),
+            refs: refcache::RefCache::default(),
+            written: Mutex::default(),
             failures: Mutex::default(),
         }
     }
@@ -116,12 +123,12 @@ pub(crate) async fn reconcile<K: SettingsResource>(obj: Arc<K>, ctx: Arc<Context
     let ns = obj.reference_namespace(&ctx.settings.cluster_resource_namespace).ok_or(Error::NoNamespace)?;
     let span = info_span!("reconcile", kind = K::KIND, object = %obj.display_name());
     let res = async {
-        let Some(obj) = dereference::fresh::<K>(&ctx.client, obj.namespace().as_deref(), &obj.name_any()).await? else {
+        let Some(obj) = current(&ctx, obj.clone()).await? else {
             return Ok(Action::await_change());
         };
         ctx.metrics.objects.observe_status(&object_key(&obj), obj.settings_status());
         let refs = validate::references(obj.settings_spec());
-        let referenced = dereference::referenced(&ctx.client, &ns, &refs).await?;
+        let referenced = dereference::referenced(&ctx.client, &ctx.refs, &ns, &refs).await?;
         let (current, now, generation) =
             (obj.settings_status().cloned().unwrap_or_default(), now(), obj.meta().generation);
         let test_request = match decide::test_email(annotation(&obj, TEST_EMAIL_REQUESTED_AT), &current) {
@@ -171,6 +178,22 @@ pub(crate) async fn reconcile<K: SettingsResource>(obj: Arc<K>, ctx: Arc<Context
         ctx.failures.lock().expect("failures lock").remove(&failure_key(&*obj));
     }
     res
+}
+
+/// The object to decide on: the reflector store's copy, unless it is older than this operator's last status
+/// write to the object (the store can lag behind it: deciding on the status from before a check would run the
+/// check again); then a fresh read. `None`: it is gone.
+async fn current<K: SettingsResource>(ctx: &Context, obj: Arc<K>) -> Result<Option<K>, Error> {
+    let key = failure_key(&*obj);
+    let written = ctx.written.lock().expect("written lock").get(&key).cloned();
+    if written.is_none_or(|w| decide::not_older(obj.meta().resource_version.as_deref(), &w)) {
+        return Ok(Some(Arc::unwrap_or_clone(obj)));
+    }
+    let fresh = dereference::fresh::<K>(&ctx.client, obj.namespace().as_deref(), &obj.name_any()).await?;
+    if fresh.is_none() {
+        ctx.written.lock().expect("written lock").remove(&key);
+    }
+    Ok(fresh)
 }
 
 /// The per-object metrics key of an object.
@@ -284,9 +307,13 @@ async fn write_status<K: SettingsResource>(
         "kind": K::kind(&()),
         "status": next,
     });
-    api.patch_status(&obj.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
+    let written = api
+        .patch_status(&obj.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
         .await
         .map_err(Error::StatusWrite)?;
+    if let Some(rv) = written.meta().resource_version.clone() {
+        ctx.written.lock().expect("written lock").insert(failure_key(obj), rv);
+    }
     ctx.metrics.objects.observe_status(&object_key(obj), Some(next));
     Ok(())
 }

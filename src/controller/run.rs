@@ -239,12 +239,16 @@ async fn settings_controller<K: SettingsResource>(
     let cluster_ns = ctx.settings.cluster_resource_namespace.clone();
     let (store_s, store_c, store_m) = (reader.clone(), reader.clone(), reader.clone());
     let ns_c = cluster_ns.clone();
+    let (ctx_s, ctx_c) = (ctx.clone(), ctx.clone());
     Controller::for_stream(main_stream, reader)
         .with_config(ControllerConfig::default().concurrency(16))
         .watches_stream(secrets, move |s| {
+            // a changed (or deleted) Secret's cached value is read again by the reconciles this triggers
+            ctx_s.refs.invalidate(RefKind::Secret, s.namespace().as_deref().unwrap_or_default(), &s.name_any());
             referencing(&store_s, RefKind::Secret, s.namespace(), s.name_any(), &cluster_ns)
         })
         .watches_stream(config_maps, move |c| {
+            ctx_c.refs.invalidate(RefKind::ConfigMap, c.namespace().as_deref().unwrap_or_default(), &c.name_any());
             referencing(&store_c, RefKind::ConfigMap, c.namespace(), c.name_any(), &ns_c)
         })
         .graceful_shutdown_on(async move {

@@ -35,8 +35,10 @@ def _key_pem(key):
     )
 
 
-def ensure(directory, names=("localhost",), ips=("127.0.0.1", "::1")):
-    """Creates (or reuses) the CA and the server certificate in `directory`; returns a dict of paths."""
+def ensure(directory, names=("localhost",), ips=("127.0.0.1", "::1"), valid=None):
+    """Creates (or reuses) the CA and the server certificate in `directory`; returns a dict of paths.
+    `valid`: (not_before, not_after) of the server certificate as offsets from now (datetime.timedelta), e.g.
+    an expired or a not-yet-valid one; default (-5 minutes, +7 days)."""
     os.makedirs(directory, exist_ok=True)
     paths = {
         "ca": os.path.join(directory, "ca.pem"),
@@ -85,8 +87,8 @@ def ensure(directory, names=("localhost",), ips=("127.0.0.1", "::1")):
             .issuer_name(ca_cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=7))
+            .not_valid_before(now + (valid[0] if valid else -datetime.timedelta(minutes=5)))
+            .not_valid_after(now + (valid[1] if valid else datetime.timedelta(days=7)))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

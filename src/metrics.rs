@@ -17,6 +17,8 @@ pub mod objects;
 pub struct CheckLabels {
     pub result: String,
     pub reason: String,
+    /// `transient` or `permanent` for a failure ([`crate::vocabulary::FailureClass`]), `none` for a success.
+    pub class: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -119,12 +121,13 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Records a finished check.
-    pub fn observe_check(&self, report: &crate::engine::Report) {
+    pub fn observe_check(&self, report: &crate::engine::Report, class: Option<crate::vocabulary::FailureClass>) {
         let (result, reason) = match &report.outcome {
             Ok(()) => ("Succeeded", "Succeeded"),
             Err(f) => ("Failed", f.reason.as_str()),
         };
-        self.checks.get_or_create(&CheckLabels { result: result.into(), reason: reason.into() }).inc();
+        let class = class.map_or("none", |c| c.as_str()).into();
+        self.checks.get_or_create(&CheckLabels { result: result.into(), reason: reason.into(), class }).inc();
         self.check_duration.observe(report.duration.as_secs_f64());
         for (step, d) in &report.step_durations {
             self.step_duration.get_or_create(&StepLabels { step: step.as_str().into() }).observe(d.as_secs_f64());
@@ -183,12 +186,23 @@ mod tests {
     #[test]
     fn exposition_has_the_prefixed_names() {
         let m = Metrics::default();
-        m.checks.get_or_create(&CheckLabels { result: "Failed".into(), reason: "ConnectionRefused".into() }).inc();
+        m.checks
+            .get_or_create(&CheckLabels {
+                result: "Failed".into(),
+                reason: "ConnectionRefused".into(),
+                class: "transient".into(),
+            })
+            .inc();
         m.set_ready("ns/a", Some("True"));
         m.set_ready("ns/b", Some("False"));
         m.set_ready("ns/b", None);
         let text = m.encode();
-        assert!(text.contains(r#"smtp_operator_checks_total{result="Failed",reason="ConnectionRefused"} 1"#), "{text}");
+        assert!(
+            text.contains(
+                r#"smtp_operator_checks_total{result="Failed",reason="ConnectionRefused",class="transient"} 1"#
+            ),
+            "{text}"
+        );
         assert!(text.contains(r#"smtp_operator_resources{namespace="ns",ready="true"} 1"#), "{text}");
         assert!(text.contains(r#"smtp_operator_resources{namespace="ns",ready="false"} 0"#), "{text}");
     }

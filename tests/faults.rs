@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use smtp_operator::engine::token::{ClientAuth, Grant, TokenCache, TokenRequest};
 use smtp_operator::engine::{
-    CheckRequest, Credentials, DialPolicy, IpNet, Reason, Report, SecretValue, Step, TestMessage, TlsMode, TlsOptions,
-    TlsVersion,
+    CheckRequest, Credentials, DialPolicy, FailureClass, IpNet, Reason, Report, SecretValue, Step, TestMessage,
+    TlsMode, TlsOptions, TlsVersion,
 };
 use smtp_operator::validate::{OAuthPlan, Plan};
 use support::oauth::OAuthServer;
@@ -302,15 +302,45 @@ fn test_message() -> TestMessage {
     }
 }
 
+/// The rows whose failure is transient (retried with backoff, docs/api.md "Retries after a failure"); every other
+/// failing row is permanent.
+const TRANSIENT: &[&str] = &[
+    "tcp_connection_refused",
+    "tcp_black_hole",
+    "greeting_never_sent",
+    "greeting_421",
+    "greeting_dripped",
+    "greeting_from_an_http_server",
+    "greeting_then_closed",
+    "starttls_454",
+    "starttls_on_an_implicit_tls_port",
+    "tls_handshake_stalled_implicit",
+    "tls_handshake_stalled_after_starttls",
+    "auth_454_temporary",
+    "auth_connection_closed",
+    "token_500",
+    "token_429_retry_after",
+    "token_html_error_page",
+    "token_never_answers",
+    "token_connection_refused",
+];
+
 /// Runs the check of a plan like the controller does, asserting it returns within the budget plus one second.
 async fn check_within_budget(plan: &Plan, tokens: &TokenCache, message: Option<TestMessage>) -> Report {
+    check_classified(plan, tokens, message).await.0
+}
+
+async fn check_classified(
+    plan: &Plan,
+    tokens: &TokenCache,
+    message: Option<TestMessage>,
+) -> (Report, Option<FailureClass>) {
     let started = Instant::now();
-    let report = tokio::time::timeout(Duration::from_secs(60), smtp_operator::check::run(plan, tokens, message))
-        .await
-        .expect("the check returned");
+    let checked = smtp_operator::check::run_classified(plan, tokens, message);
+    let (report, class) = tokio::time::timeout(Duration::from_secs(60), checked).await.expect("the check returned");
     let took = started.elapsed();
     assert!(took <= BUDGET + Duration::from_secs(1), "took {took:?} with a budget of {BUDGET:?}: {:?}", report.outcome);
-    report
+    (report, class)
 }
 
 /// Every form a credential could leak in.
@@ -330,7 +360,13 @@ fn secrets() -> Vec<String> {
 async fn run_row(name: &str, row: Row) {
     let run = start(row.peer);
     let plan = plan(&row, &run);
-    let report = check_within_budget(&plan, &TokenCache::new(), row.test_email.then(test_message)).await;
+    let (report, class) = check_classified(&plan, &TokenCache::new(), row.test_email.then(test_message)).await;
+    let want_class = match row.expect {
+        Expect::Fails(..) if TRANSIENT.contains(&name) => Some(FailureClass::Transient),
+        Expect::Fails(..) => Some(FailureClass::Permanent),
+        _ => None,
+    };
+    assert_eq!(class, want_class, "{name}: the retry class");
     let failure = match row.expect {
         Expect::Ready => {
             assert!(report.succeeded(), "{name}: expected Ready, got {:?}", report.outcome);
@@ -402,6 +438,8 @@ fn row_specific(name: &str, row: &Row, run: &Running) {
 /// The README's troubleshooting table explains every reason this table produces.
 #[test]
 fn readme_troubleshooting_lists_every_reason_of_the_table() {
+    let names: Vec<&str> = table().iter().map(|(n, _)| *n).collect();
+    assert!(TRANSIENT.iter().all(|t| names.contains(t)), "TRANSIENT names rows of the table");
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let troubleshooting = readme.split("## Troubleshooting").nth(1).expect("a Troubleshooting section");
     for (name, row) in table() {

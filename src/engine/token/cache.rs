@@ -296,6 +296,7 @@ mod tests {
             reason: Reason::TokenRequestFailed,
             message: "invalid_client".into(),
             retry_after: None,
+            transient: false,
         })
     }
 

@@ -134,6 +134,9 @@ pub struct TokenError {
     /// The endpoint asked to wait this long (HTTP 429 or 503 with `Retry-After`): the cache sends no request
     /// for this token before then.
     pub retry_after: Option<Duration>,
+    /// The endpoint could not be reached, did not answer in time, or answered 5xx or 429: the trouble is on its
+    /// side ([`crate::vocabulary::FailureClass::Transient`]).
+    pub transient: bool,
 }
 
 impl std::fmt::Display for TokenError {
@@ -146,13 +149,13 @@ impl std::error::Error for TokenError {}
 
 impl TokenError {
     fn failed(message: String) -> Self {
-        Self { step: Step::Token, reason: Reason::TokenRequestFailed, message, retry_after: None }
+        Self { step: Step::Token, reason: Reason::TokenRequestFailed, message, retry_after: None, transient: false }
     }
 }
 
 impl From<HttpError> for TokenError {
     fn from(e: HttpError) -> Self {
-        Self { step: e.step, reason: e.reason, message: e.message, retry_after: None }
+        Self { step: e.step, reason: e.reason, message: e.message, retry_after: None, transient: e.transient }
     }
 }
 
@@ -239,6 +242,7 @@ async fn jwt_grant(
         reason: Reason::InvalidSecretValue,
         message: format!("JWT bearer: {}", e.0),
         retry_after: None,
+        transient: false,
     })?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let assertion = jwt::assertion(&key, &req.client_id, subject, &req.token_url, &req.scopes, now)
@@ -306,7 +310,8 @@ fn conclude(
                 )
             })
             .unwrap_or_default();
-        Err(TokenError { retry_after, ..TokenError::failed(message(text + &wait)) })
+        let transient = status == 429 || status >= 500;
+        Err(TokenError { retry_after, transient, ..TokenError::failed(message(text + &wait)) })
     };
     match result {
         Ok(resp) => {
@@ -385,6 +390,7 @@ fn utf8(v: &SecretValue, what: &str) -> Result<String, TokenError> {
         reason: Reason::InvalidSecretValue,
         message: format!("the {what} is not UTF-8 text"),
         retry_after: None,
+        transient: false,
     })
 }
 

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub resources: Family<ReadyLabels, Gauge>,
     pub leader: Gauge,
+    /// Tasks alive in the tokio runtime, read at each scrape (a leak shows as steady growth; `scripts/soak`).
+    pub tokio_tasks: Gauge,
     /// Per-object series (`smtp_operator_ready`, `smtp_operator_last_check_timestamp_seconds`).
     pub objects: objects::ObjectMetrics,
     ready_by_object: Mutex<HashMap<String, String>>,
@@ -98,6 +100,12 @@ impl Default for Metrics {
             "1 while this instance holds the leader lease (or runs without election)",
             leader.clone(),
         );
+        let tokio_tasks = Gauge::default();
+        registry.register(
+            "tokio_alive_tasks",
+            "Tasks alive in the tokio runtime, read at each scrape",
+            tokio_tasks.clone(),
+        );
         let objects = objects::ObjectMetrics::default();
         objects.register(&mut registry);
         Self {
@@ -112,6 +120,7 @@ impl Default for Metrics {
             reconcile_errors,
             resources,
             leader,
+            tokio_tasks,
             objects,
             ready_by_object: Mutex::default(),
             token_seen: Mutex::default(),
@@ -173,6 +182,9 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.tokio_tasks.set(i64::try_from(runtime.metrics().num_alive_tasks()).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("encoding to a String cannot fail");
         out
@@ -205,5 +217,23 @@ mod tests {
         );
         assert!(text.contains(r#"smtp_operator_resources{namespace="ns",ready="true"} 1"#), "{text}");
         assert!(text.contains(r#"smtp_operator_resources{namespace="ns",ready="false"} 0"#), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_tokio_task_count_is_read_at_each_scrape() {
+        let m = Metrics::default();
+        let count = |text: &str| -> i64 {
+            let line = text.lines().find(|l| l.starts_with("smtp_operator_tokio_alive_tasks ")).expect("the gauge");
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        let before = count(&m.encode());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = stopped.await;
+        });
+        assert_eq!(count(&m.encode()), before + 1, "a spawned task is counted");
+        let _ = stop.send(());
+        task.await.unwrap();
+        assert_eq!(count(&m.encode()), before, "and no longer once it ended");
     }
 }

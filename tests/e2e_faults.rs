@@ -1,6 +1,7 @@
 //! The cluster rows of the fault table (issue 11; the engine rows are `tests/faults.rs`) that leave the shared
 //! control plane alone: a referenced Secret deleted while Ready and recreated, the namespace deleted with a
-//! resource in it, and a status written by another field manager. (Stopping the kube-apiserver or etcd needs a private control plane; `scripts/control-plane`
+//! resource in it, and a status written by another field manager; plus the TLS row that needs the controller
+//! (insecureSkipVerify against an expired certificate: Ready, with the warning event). (Stopping the kube-apiserver or etcd needs a private control plane; `scripts/control-plane`
 //! runs one per checkout, so those rows are not here.)
 
 mod support;
@@ -112,5 +113,30 @@ async fn deleting_a_namespace_with_a_resource_in_it_ends_quietly() {
     let log = s.op().log_text();
     assert!(!log.contains("reconcile failed"), "no failed reconcile (no error loop):\n{log}");
     assert!(s.op().is_running(), "the operator is still running");
+    s.finish().await;
+}
+
+#[tokio::test]
+async fn insecure_skip_verify_against_an_expired_certificate_is_ready_with_the_warning_event() {
+    let mut s = Scenario::new("e2e-insecure", &PEER).await;
+    let bad = support::smtp_peer::SmtpPeer::start_script("fault_peer.py", &["--tls", "starttls", "--cert", "expired"]);
+    let allowed = format!("127.0.0.1:{}", bad.port);
+    let annotations = [("smtp-operator.io/allowed-servers", allowed.as_str())];
+    create_secret(&s.client, s.ns(), "smtp-credentials", &[("password", PASSWORD.as_bytes())], &annotations).await;
+    s.start_operator(&[&format!("--allowed-ports={}", bad.port)]);
+    let spec = json!({
+        "server": "127.0.0.1", "port": bad.port, "from": "alerts@example.com",
+        "tls": {"mode": "StartTLS", "insecureSkipVerify": true},
+        "auth": {"type": "Basic", "basic": {"username": "alerts",
+            "passwordSecretRef": {"name": "smtp-credentials", "key": "password"}}},
+    });
+    s.create("mail", spec).await;
+    let obj = s.wait_condition("mail", "Ready", "True", Some("CheckSucceeded")).await;
+    assert_eq!(condition(&obj, "Authenticated").unwrap().status, "True");
+    s.wait_event("mail", "Warning", "InsecureSkipVerify").await;
+    let auths = bad.events_of("command").into_iter().filter(|c| c["verb"] == "AUTH").collect::<Vec<_>>();
+    assert_eq!(auths.len(), 1, "AUTH went over the (unverified) TLS session: {auths:?}");
+    assert_eq!(auths[0]["tls"], true);
+    assert_no_password(&mut s, "mail").await;
     s.finish().await;
 }

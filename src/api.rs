@@ -3,7 +3,7 @@
 //! `kubectl explain` prints (paragraph line breaks are joined by `crate::crdgen`). What the structural schema and CEL can refuse at `kubectl apply` is declared here;
 //! the rest (full RFC 5322 parse of `from`, CA PEM parse, …) is checked by [`crate::validate`].
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,7 @@ pub const ALLOWED_SUBJECTS: &str = "smtp-operator.io/allowed-subjects";
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Last Check","type":"date","jsonPath":".status.lastCheck.time"}"#,
+    printcolumn = r#"{"name":"Degraded","type":"string","jsonPath":".status.conditions[?(@.type==\"Degraded\")].reason","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -90,6 +91,47 @@ pub struct SmtpSettingsSpec {
     /// Recipients of on-demand test emails (annotation `smtp-operator.io/test-email-requested-at`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_email: Option<TestEmailSpec>,
+}
+
+/// One mail configuration for the whole cluster (cluster-scoped; the pattern of cert-manager's `ClusterIssuer`):
+/// the same `spec` and `status` as `SmtpSettings`, checked the same way, plus `allowedNamespaces`, the namespaces
+/// whose objects (e.g. an `SmtpRelay`'s `settingsRef`) may use it without ever seeing its credentials. Its Secret
+/// and ConfigMap references resolve in the operator's cluster resource namespace (`--cluster-resource-namespace`,
+/// default: the operator's own namespace), with the same Secret binding rules.
+///
+/// Disabled when the operator watches one namespace only (the chart's namespaced install,
+/// `watchNamespace`): such an operator neither checks ClusterSmtpSettings nor resolves references to them.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "smtp-operator.io",
+    version = "v1alpha1",
+    kind = "ClusterSmtpSettings",
+    plural = "clustersmtpsettings",
+    singular = "clustersmtpsettings",
+    shortname = "csmtp",
+    category = "mail",
+    status = "SmtpSettingsStatus",
+    printcolumn = r#"{"name":"Server","type":"string","jsonPath":".spec.server"}"#,
+    printcolumn = r#"{"name":"Port","type":"integer","jsonPath":".spec.port"}"#,
+    printcolumn = r#"{"name":"Auth","type":"string","jsonPath":".spec.auth.type"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Last Check","type":"date","jsonPath":".status.lastCheck.time"}"#,
+    printcolumn = r#"{"name":"Degraded","type":"string","jsonPath":".status.conditions[?(@.type==\"Degraded\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSmtpSettingsSpec {
+    /// Every field of an SmtpSettings spec, with the same meaning.
+    #[serde(flatten)]
+    pub settings: SmtpSettingsSpec,
+
+    /// The namespaces whose objects may reference these settings, by their labels (e.g.
+    /// `matchLabels: {kubernetes.io/metadata.name: billing}`). Absent: none may; `{}`: every namespace. A
+    /// reference from a namespace it does not select is refused with `Valid=False NamespaceNotAllowed` on the
+    /// referencing object, and nothing is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_namespaces: Option<LabelSelector>,
 }
 
 /// Transport security.
@@ -352,7 +394,8 @@ pub struct SmtpSettingsStatus {
     /// The generation the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Valid`, `Connected`, `Authenticated` and the summary `Ready`.
+    /// `Valid`, `Connected`, `Authenticated`, the summary `Ready`, and `Degraded` (an early warning while the
+    /// check passes: `CertificateExpiresSoon`, `AuthOverPlaintextOffered`, `BasicAuthDeprecated`).
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -388,11 +431,32 @@ pub struct LastCheck {
     /// AUTH mechanisms the server advertised.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server_mechanisms: Vec<String>,
+    /// The SMTP server's leaf certificate, when the check got as far as the TLS handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateStatus>,
+    /// OAuth2: the token endpoint's leaf certificate, as presented when the access token in use was fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_certificate: Option<CertificateStatus>,
     /// What the check covered: a digest of the generation, the referenced Secret/ConfigMap resourceVersions
     /// and the `check-requested-at` value. While it matches, the cached result stands and nothing is dialled,
     /// also after an operator restart. (Extension to the contract.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<String>,
+}
+
+/// A certificate a server presented (for the early warnings).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    /// The subject, e.g. `CN=smtp.example.com, O=Example`.
+    pub subject: String,
+    /// The issuer, e.g. `CN=R11, O=Let's Encrypt, C=US`.
+    pub issuer: String,
+    /// The DNS names of its subjectAltName extension.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_names: Vec<String>,
+    /// When it expires (RFC 3339).
+    pub not_after: String,
 }
 
 /// Outcome of a check.

@@ -38,27 +38,27 @@ pub async fn run_classified(
     token_request.timeout = budget.total();
     // the token request keeps its own deadline (and names the phase it ran out in); this bound is a backstop,
     // e.g. for a caller that waits on another caller's fetch of the same token
-    let token = match tokio::time::timeout(budget.left() + BACKSTOP_GRACE, tokens.get(&token_request)).await {
-        Ok(Ok(token)) => token.token,
-        Ok(Err(e)) => {
-            let secrets = token_request.grant.secrets();
-            let message = Sanitizer::for_secrets(secrets).clean(&e.message, MAX_MESSAGE_CHARS);
-            let class = if e.transient { FailureClass::Transient } else { FailureClass::Permanent };
-            return (token_failure(e.step, e.reason, message, budget), Some(class));
-        }
-        Err(_) => {
-            let message = format!(
-                "the token request did not finish within {}; check that the token endpoint answers",
-                budget.describe()
-            );
-            return (
-                token_failure(Step::Token, Reason::TokenRequestFailed, message, budget),
-                Some(FailureClass::Transient),
-            );
-        }
-    };
+    let (token, token_certificates) =
+        match tokio::time::timeout(budget.left() + BACKSTOP_GRACE, tokens.get(&token_request)).await {
+            Ok(Ok(token)) => (token.token, token.certificates),
+            Ok(Err(e)) => {
+                let secrets = token_request.grant.secrets();
+                let message = Sanitizer::for_secrets(secrets).clean(&e.message, MAX_MESSAGE_CHARS);
+                let class = if e.transient { FailureClass::Transient } else { FailureClass::Permanent };
+                return (token_failure(e.step, e.reason, message, budget), Some(class));
+            }
+            Err(_) => {
+                let message = format!(
+                    "the token request did not finish within {}; check that the token endpoint answers",
+                    budget.describe()
+                );
+                let failure = token_failure(Step::Token, Reason::TokenRequestFailed, message, budget);
+                return (failure, Some(FailureClass::Transient));
+            }
+        };
     request.credentials = Credentials::XOAuth2 { username: oauth.username.clone(), token: token.clone() };
-    let report = engine::run_within(&request, budget).await;
+    let mut report = engine::run_within(&request, budget).await;
+    report.token_certificates = token_certificates;
     // a token the server refuses is not reused: the next check fetches a fresh one
     if let Err(f) = &report.outcome
         && f.reason == Reason::AuthenticationFailed
@@ -82,6 +82,9 @@ fn token_failure(step: Step, reason: Reason, message: String, budget: Budget) ->
         server_mechanisms: vec![],
         auth_mechanism: None,
         peer: None,
+        certificates: vec![],
+        plaintext_auth: vec![],
+        token_certificates: vec![],
         step_durations: vec![(step, duration)],
         duration,
         test_email: None,

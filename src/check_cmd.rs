@@ -1,13 +1,15 @@
 //! `smtp-operator check -f settings.yaml --secret-file NAME=PATH…`: one check without a cluster, using the
-//! same validation and engine as the controller; a human report on stdout; exit 0 only when it passed.
+//! same validation and engine as the controller; a human report on stdout (with the server's certificate and the
+//! early warnings, which do not change the exit status); exit 0 only when it passed. The manifest may be an
+//! SmtpSettings or a ClusterSmtpSettings.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::api::SmtpSettings;
+use crate::api::{ClusterSmtpSettings, SmtpSettings, SmtpSettingsSpec};
 use crate::cli::CheckArgs;
 use crate::engine::{self, TestMessage};
-use crate::validate::{self, RefKind, SecurityPolicy, RefObject, Referenced};
+use crate::validate::{self, RefKind, RefObject, Referenced, SecurityPolicy};
 
 /// Runs the `check` subcommand.
 pub async fn run(args: CheckArgs) -> ExitCode {
@@ -39,11 +41,23 @@ fn read_value(path: &Path, key: &str) -> Result<Vec<u8>, String> {
     std::fs::read(&file).map_err(|e| format!("reading {}: {e}", file.display()))
 }
 
-async fn check(args: &CheckArgs) -> Result<bool, String> {
-    let text = std::fs::read_to_string(&args.file).map_err(|e| format!("reading {}: {e}", args.file.display()))?;
+/// The spec (and namespace) of an SmtpSettings or ClusterSmtpSettings manifest.
+fn read_manifest(file: &Path) -> Result<(SmtpSettingsSpec, Option<String>), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+    let kind = serde_yaml::from_str::<serde_yaml::Value>(&text).ok().and_then(|v| v["kind"].as_str().map(String::from));
+    if kind.as_deref() == Some("ClusterSmtpSettings") {
+        let obj: ClusterSmtpSettings =
+            serde_yaml::from_str(&text).map_err(|e| format!("{} is not a ClusterSmtpSettings: {e}", file.display()))?;
+        return Ok((obj.spec.settings, None));
+    }
     let obj: SmtpSettings =
-        serde_yaml::from_str(&text).map_err(|e| format!("{} is not an SmtpSettings: {e}", args.file.display()))?;
-    let refs = validate::references(&obj.spec);
+        serde_yaml::from_str(&text).map_err(|e| format!("{} is not an SmtpSettings: {e}", file.display()))?;
+    Ok((obj.spec, obj.metadata.namespace))
+}
+
+async fn check(args: &CheckArgs) -> Result<bool, String> {
+    let (spec, namespace) = read_manifest(&args.file)?;
+    let refs = validate::references(&spec);
     let mut referenced = Referenced::default();
     for (kind, list) in [(RefKind::Secret, &args.secret_files), (RefKind::ConfigMap, &args.configmap_files)] {
         for m in list {
@@ -75,16 +89,8 @@ async fn check(args: &CheckArgs) -> Result<bool, String> {
         }
     }
     let options = SecurityPolicy::default();
-    println!(
-        "Checking {}:{} ({:?}, auth {:?})",
-        obj.spec.server, obj.spec.port, obj.spec.tls.mode, obj.spec.auth.type_
-    );
-    let plan = match validate::validate(
-        &obj.spec,
-        obj.metadata.namespace.as_deref().unwrap_or("default"),
-        &referenced,
-        &options,
-    ) {
+    println!("Checking {}:{} ({:?}, auth {:?})", spec.server, spec.port, spec.tls.mode, spec.auth.type_);
+    let plan = match validate::validate(&spec, namespace.as_deref().unwrap_or("default"), &referenced, &options) {
         Ok(p) => p,
         Err(invalid) => {
             println!("  Valid: False ({})\n  {}", invalid.reason, invalid.message);
@@ -95,12 +101,12 @@ async fn check(args: &CheckArgs) -> Result<bool, String> {
     let mut message = None;
     if args.send_test_email {
         let to: Vec<String> =
-            obj.spec.test_email.as_ref().map(|t| t.to.iter().map(|r| r.0.clone()).collect()).unwrap_or_default();
+            spec.test_email.as_ref().map(|t| t.to.iter().map(|r| r.0.clone()).collect()).unwrap_or_default();
         if to.is_empty() {
             return Err("--send-test-email needs spec.testEmail.to".into());
         }
         message = Some(TestMessage {
-            from: obj.spec.from.clone(),
+            from: spec.from.clone(),
             to,
             subject: "smtp-operator test email (smtp-operator check)".into(),
             body: "This is a test email sent by `smtp-operator check`.\n".into(),
@@ -108,9 +114,33 @@ async fn check(args: &CheckArgs) -> Result<bool, String> {
     }
     let report = crate::check::run(&plan, &crate::engine::token::TokenCache::new(), message).await;
     print_report(&report);
+    print_warnings(&report, &spec);
     // a requested test email that failed fails the command, though the connectivity check passed
     Ok(report.succeeded() && report.test_email_failure().is_none())
 }
+
+/// The certificates seen and the early warnings (`Degraded` in the cluster), with the default window of `run`.
+fn print_warnings(report: &engine::Report, spec: &SmtpSettingsSpec) {
+    for (what, chain) in
+        [("Certificate", &report.certificates), ("Token endpoint certificate", &report.token_certificates)]
+    {
+        if let Some(c) = chain.first() {
+            let names = if c.dns_names.is_empty() { String::new() } else { format!(", DNS {}", c.dns_names.join(" ")) };
+            let until = crate::warnings::rfc3339(c.not_after);
+            println!("  {what}: {} (issuer {}{names}), valid until {until}", c.subject, c.issuer);
+        }
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let window = crate::warnings::parse_window(DEFAULT_WINDOW).unwrap_or_default();
+    let facts =
+        crate::warnings::Facts { spec, window, window_text: DEFAULT_WINDOW, now: i64::try_from(now).unwrap_or(0) };
+    for f in crate::warnings::findings(report, &facts) {
+        println!("  Warning ({}): {}", f.warning.as_str(), f.message);
+    }
+}
+
+/// `run`'s default `--certificate-warning-window`.
+const DEFAULT_WINDOW: &str = "14d";
 
 fn print_report(report: &engine::Report) {
     if let Some(peer) = report.peer {

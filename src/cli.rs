@@ -64,6 +64,11 @@ pub struct RelayArgs {
     #[arg(long, env = "SMTP_OPERATOR_REQUIRE_SECRET_BINDING", default_value_t = true, action = clap::ArgAction::Set,
         num_args = 0..=1, require_equals = false, default_missing_value = "true")]
     pub require_secret_binding: bool,
+
+    /// Where the Secrets and ConfigMaps of a referenced ClusterSmtpSettings live (the operator passes its own
+    /// `--cluster-resource-namespace`); without it a `settingsRef` of kind ClusterSmtpSettings is refused.
+    #[arg(long, env = "SMTP_OPERATOR_CLUSTER_RESOURCE_NAMESPACE")]
+    pub cluster_resource_namespace: Option<String>,
 }
 
 /// Flags of `smtp-operator run`.
@@ -133,6 +138,22 @@ pub struct RunArgs {
     #[arg(long, env = "SMTP_OPERATOR_PER_OBJECT_METRICS", default_value_t = true, action = clap::ArgAction::Set,
         num_args = 0..=1, require_equals = false, default_missing_value = "true")]
     pub per_object_metrics: bool,
+
+    /// Where the Secret and ConfigMap references of ClusterSmtpSettings resolve (default: the operator's own
+    /// namespace, found as for `--leader-election-namespace`).
+    #[arg(long, env = "SMTP_OPERATOR_CLUSTER_RESOURCE_NAMESPACE")]
+    pub cluster_resource_namespace: Option<String>,
+
+    /// Serve ClusterSmtpSettings (default: only when watching every namespace, i.e. without
+    /// `--watch-namespace`; the namespaced install has no cluster-wide RBAC). Extension.
+    #[arg(long, env = "SMTP_OPERATOR_CLUSTER_SETTINGS", action = clap::ArgAction::Set, num_args = 0..=1,
+        require_equals = false, default_missing_value = "true")]
+    pub cluster_settings: Option<bool>,
+
+    /// Early warning: `Degraded=True CertificateExpiresSoon` when a server certificate (leaf or chain) expires
+    /// within this window (`14d`, or a Go-style duration such as `336h`).
+    #[arg(long, env = "SMTP_OPERATOR_CERTIFICATE_WARNING_WINDOW", default_value = "14d")]
+    pub certificate_warning_window: String,
 
     /// Name of this cluster, used in test-email bodies (extension).
     #[arg(long, env = "SMTP_OPERATOR_CLUSTER_NAME", default_value = "kubernetes")]

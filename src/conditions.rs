@@ -8,6 +8,8 @@ pub const VALID: &str = "Valid";
 pub const CONNECTED: &str = "Connected";
 pub const AUTHENTICATED: &str = "Authenticated";
 pub const READY: &str = "Ready";
+/// An early warning while the check passes (`Ready` unaffected); see `crate::warnings`.
+pub const DEGRADED: &str = "Degraded";
 
 /// Condition messages are capped (the API allows 32 KiB; `kubectl describe` needs far less).
 const MAX_MESSAGE: usize = 1024;

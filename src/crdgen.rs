@@ -4,7 +4,7 @@
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use crate::api::SmtpSettings;
+use crate::api::{ClusterSmtpSettings, SmtpSettings};
 use crate::relay::api::SmtpRelay;
 
 /// Each CRD as (file name under `crds/`, YAML document with a leading `---`). Descriptions come from doc
@@ -16,7 +16,11 @@ pub fn crds() -> Vec<(&'static str, String)> {
         unwrap_descriptions(&mut v);
         format!("---\n{}", serde_yaml::to_string(&v).expect("a CRD always serializes"))
     };
-    vec![("smtpsettings.yaml", doc(SmtpSettings::crd())), ("smtprelays.yaml", doc(SmtpRelay::crd()))]
+    vec![
+        ("smtpsettings.yaml", doc(SmtpSettings::crd())),
+        ("smtprelays.yaml", doc(SmtpRelay::crd())),
+        ("clustersmtpsettings.yaml", doc(ClusterSmtpSettings::crd())),
+    ]
 }
 
 /// Every CRD YAML document, concatenated.

@@ -10,6 +10,7 @@
 //! - [`vocabulary`]: the contract's steps, condition kinds and reasons.
 //! - [`policy`]: security building blocks (CIDRs, ports, host normalisation, Secret binding).
 //! - [`ratelimit`]: per-resource, per-namespace and global check rate limits.
+//! - [`warnings`]: the early warnings of a passing check (condition `Degraded`).
 //! - [`relay`]: the SMTP relay (`smtp-operator relay`) and its `SmtpRelay` resource.
 pub mod api;
 pub mod check;
@@ -30,3 +31,4 @@ pub mod status;
 pub mod telemetry;
 pub mod validate;
 pub mod vocabulary;
+pub mod warnings;

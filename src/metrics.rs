@@ -45,6 +45,8 @@ pub struct ErrorLabels {
 pub struct ReadyLabels {
     pub namespace: String,
     pub ready: String,
+    /// `Namespaced` (SmtpSettings) or `Cluster` (ClusterSmtpSettings, `namespace=""`).
+    pub scope: String,
 }
 
 /// All metrics of the operator.
@@ -64,7 +66,8 @@ pub struct Metrics {
     pub tokio_tasks: Gauge,
     /// Per-object series (`smtp_operator_ready`, `smtp_operator_last_check_timestamp_seconds`).
     pub objects: objects::ObjectMetrics,
-    ready_by_object: Mutex<HashMap<String, String>>,
+    /// Ready status by (scope, namespace, name).
+    ready_by_object: Mutex<HashMap<(String, String, String), String>>,
     /// Token-cache totals already added to the counters (successes, failures, hits).
     token_seen: Mutex<(u64, u64, u64)>,
 }
@@ -93,7 +96,7 @@ impl Default for Metrics {
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
         registry.register("reconcile_errors", "Reconcile errors, by kind", reconcile_errors.clone());
         let resources = Family::<ReadyLabels, Gauge>::default();
-        registry.register("resources", "SmtpSettings by namespace and Ready status", resources.clone());
+        registry.register("resources", "Settings objects by scope, namespace and Ready status", resources.clone());
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -157,25 +160,23 @@ impl Metrics {
         *seen = (successes.max(seen.0), failures.max(seen.1), hits.max(seen.2));
     }
 
-    /// Sets the Ready status of one object (`namespace/name`; `None` when it is gone) and refreshes the
-    /// per-namespace, per-status gauge.
-    pub fn set_ready(&self, key: &str, ready: Option<&str>) {
+    /// Sets the Ready status of one object (`None` when it is gone) and refreshes the per-scope,
+    /// per-namespace, per-status gauge. `scope` is `Namespaced` or `Cluster` (then `namespace` is empty).
+    pub fn set_ready(&self, scope: &str, namespace: &str, name: &str, ready: Option<&str>) {
         let mut map = self.ready_by_object.lock().expect("metrics lock");
+        let key = (scope.to_string(), namespace.to_string(), name.to_string());
         match ready {
             Some(r) => {
-                map.insert(key.to_string(), r.to_string());
+                map.insert(key, r.to_string());
             }
             None => {
-                map.remove(key);
+                map.remove(&key);
             }
         }
-        let namespace = key.split_once('/').map(|(ns, _)| ns).unwrap_or_default();
         for status in ["True", "False", "Unknown"] {
-            let n = map
-                .iter()
-                .filter(|(k, v)| k.split_once('/').map(|(ns, _)| ns) == Some(namespace) && v.as_str() == status)
-                .count();
-            let labels = ReadyLabels { namespace: namespace.to_string(), ready: status.to_lowercase() };
+            let n = map.iter().filter(|((s, ns, _), v)| s == scope && ns == namespace && v.as_str() == status).count();
+            let labels =
+                ReadyLabels { namespace: namespace.to_string(), ready: status.to_lowercase(), scope: scope.into() };
             self.resources.get_or_create(&labels).set(n as i64);
         }
     }
@@ -205,9 +206,10 @@ mod tests {
                 class: "transient".into(),
             })
             .inc();
-        m.set_ready("ns/a", Some("True"));
-        m.set_ready("ns/b", Some("False"));
-        m.set_ready("ns/b", None);
+        m.set_ready("Namespaced", "ns", "a", Some("True"));
+        m.set_ready("Namespaced", "ns", "b", Some("False"));
+        m.set_ready("Namespaced", "ns", "b", None);
+        m.set_ready("Cluster", "", "a", Some("False"));
         let text = m.encode();
         assert!(
             text.contains(
@@ -215,8 +217,15 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains(r#"smtp_operator_resources{namespace="ns",ready="true"} 1"#), "{text}");
-        assert!(text.contains(r#"smtp_operator_resources{namespace="ns",ready="false"} 0"#), "{text}");
+        assert!(
+            text.contains(r#"smtp_operator_resources{namespace="ns",ready="true",scope="Namespaced"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"smtp_operator_resources{namespace="ns",ready="false",scope="Namespaced"} 0"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"smtp_operator_resources{namespace="",ready="false",scope="Cluster"} 1"#), "{text}");
     }
 
     #[tokio::test]

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{CheckResult, LastCheck, SmtpSettingsStatus, TestEmailResult, TestEmailStatus};
-use crate::conditions::{self, AUTHENTICATED, CONNECTED, Desired, READY, Status, VALID};
+use crate::api::{CertificateStatus, CheckResult, LastCheck, SmtpSettingsStatus, TestEmailResult, TestEmailStatus};
+use crate::conditions::{self, AUTHENTICATED, CONNECTED, DEGRADED, Desired, READY, Status, VALID};
 use crate::engine::reason::ConditionKind;
 use crate::engine::{Credentials, Failure, Report};
 use crate::ratelimit::Limit;
 use crate::validate::Invalid;
+use crate::warnings::Finding;
 
 /// Longest `status.testEmail.message`.
 const MAX_TEST_EMAIL_MESSAGE: usize = 1024;
@@ -48,6 +49,8 @@ pub struct Checked<'a> {
     pub period: Option<Duration>,
     /// The test-email request this check answered (the message was part of it).
     pub test_request: Option<&'a str>,
+    /// The early warnings of this check ([`crate::warnings::findings`]).
+    pub findings: &'a [Finding],
 }
 
 /// The status after `outcome`, from `current`. `now` is the time of the reconcile (seconds precision).
@@ -95,7 +98,9 @@ pub fn next(
             next.test_email = Some(test_email(request, TestEmailResult::Unknown, Some(now), message.into()));
         }
         Outcome::Checked(c) => {
-            next.conditions = merge(&from_report(c.report, c.credentials, c.oauth, c.insecure));
+            let mut desired = from_report(c.report, c.credentials, c.oauth, c.insecure);
+            desired.push(degraded(c.report, c.findings));
+            next.conditions = merge(&desired);
             next.observed_generation = generation;
             next.last_check = Some(last_check(c.report, now.to_string(), c.inputs.clone()));
             next.next_check_time = c.period.map(|p| (now + p).to_string());
@@ -139,8 +144,29 @@ pub const CHECK_SUCCEEDED: &str = "CheckSucceeded";
 pub const CHECK_PENDING: &str = "CheckPending";
 /// Reason of `Ready=Unknown` while a check waits for a rate limit.
 pub const CHECK_DEFERRED: &str = "CheckDeferred";
-/// Reason of `Connected`/`Authenticated=Unknown` when an earlier step stopped the check.
+/// Reason of `Connected`/`Authenticated=Unknown` when an earlier step stopped the check (and of
+/// `Degraded=Unknown` when the check did not pass).
 pub const NOT_CHECKED: &str = "NotChecked";
+/// Reason of `Degraded=False`: the check passed and warned of nothing.
+pub const NO_WARNINGS: &str = "NoWarnings";
+
+/// The `Degraded` condition after a check: True with the first (most urgent) finding's reason and every
+/// finding's message, False without findings, Unknown when the check did not pass.
+pub fn degraded(report: &Report, findings: &[Finding]) -> Desired {
+    let failed = report.outcome.as_ref().err().filter(|f| f.reason.condition() != ConditionKind::TestEmail);
+    match (failed, findings.first()) {
+        (Some(_), _) => degraded_not_checked(),
+        (None, None) => Desired::new(DEGRADED, Status::False, NO_WARNINGS, "the last check passed without warnings"),
+        (None, Some(first)) => {
+            let messages: Vec<&str> = findings.iter().map(|f| f.message.as_str()).collect();
+            Desired::new(DEGRADED, Status::True, first.warning.as_str(), messages.join("; also: "))
+        }
+    }
+}
+
+fn degraded_not_checked() -> Desired {
+    Desired::new(DEGRADED, Status::Unknown, NOT_CHECKED, "early warnings need a passing check (see Ready)")
+}
 
 /// Conditions for a spec that cannot be checked.
 pub fn invalid(invalid: &Invalid) -> Vec<Desired> {
@@ -150,6 +176,7 @@ pub fn invalid(invalid: &Invalid) -> Vec<Desired> {
         Desired::new(CONNECTED, Status::Unknown, NOT_CHECKED, not_checked),
         Desired::new(AUTHENTICATED, Status::Unknown, NOT_CHECKED, not_checked),
         Desired::new(READY, Status::False, invalid.reason.as_str(), invalid.message.clone()),
+        degraded_not_checked(),
     ]
 }
 
@@ -257,7 +284,18 @@ pub fn last_check(report: &Report, time: String, inputs: String) -> LastCheck {
         tls_version: report.tls_version.clone(),
         auth_mechanism: report.auth_mechanism.clone(),
         server_mechanisms: report.server_mechanisms.clone(),
+        certificate: report.certificates.first().map(certificate_status),
+        token_endpoint_certificate: report.token_certificates.first().map(certificate_status),
         inputs: Some(inputs),
+    }
+}
+
+fn certificate_status(c: &crate::engine::CertificateInfo) -> CertificateStatus {
+    CertificateStatus {
+        subject: c.subject.clone(),
+        issuer: c.issuer.clone(),
+        dns_names: c.dns_names.clone(),
+        not_after: crate::warnings::rfc3339(c.not_after),
     }
 }
 
@@ -274,6 +312,9 @@ mod tests {
             tls_version: Some("1.3".into()),
             server_mechanisms: vec!["PLAIN".into(), "LOGIN".into()],
             auth_mechanism: Some("PLAIN".into()),
+            certificates: vec![],
+            plaintext_auth: vec![],
+            token_certificates: vec![],
             peer: Some("192.0.2.1:587".parse().unwrap()),
             step_durations: vec![],
             duration: Duration::from_millis(412),

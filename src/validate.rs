@@ -110,6 +110,9 @@ pub struct SecurityPolicy {
     pub require_secret_binding: bool,
     /// Name sent in EHLO.
     pub helo_name: String,
+    /// Where the references of ClusterSmtpSettings resolve; `None`: ClusterSmtpSettings are not served (the
+    /// operator watches one namespace), so references to them are refused.
+    pub cluster_resource_namespace: Option<String>,
 }
 
 impl Default for SecurityPolicy {
@@ -120,6 +123,7 @@ impl Default for SecurityPolicy {
             denied: vec![],
             require_secret_binding: false,
             helo_name: "smtp-operator.local".into(),
+            cluster_resource_namespace: None,
         }
     }
 }

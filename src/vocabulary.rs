@@ -93,6 +93,7 @@ reasons! {
     DestinationNotAllowed => Valid,
     CredentialsNotBoundToServer => Valid,
     SubjectNotAllowed => Valid,
+    NamespaceNotAllowed => Valid,
     DnsLookupFailed => Connected,
     ConnectionRefused => Connected,
     ConnectionTimedOut => Connected,

@@ -56,6 +56,8 @@ fn check_command_reports_and_exits_by_result() {
         "{out}"
     );
     assert!(out.contains("Test email accepted: 250"), "{out}");
+    assert!(out.contains("Certificate: CN=localhost (issuer CN=smtp-operator test CA, DNS localhost)"), "{out}");
+    assert!(!out.contains("Warning ("), "a 90-day certificate warns of nothing: {out}");
     assert_eq!(peer.count("message"), 1);
 
     let (code, out, _) = run(&["-f", f, "--secret-file", &format!("creds={}", bad.display()), "--configmap-file", &ca]);
@@ -107,4 +109,42 @@ fn check_command_output_is_clean_against_a_hostile_server() {
     }
     assert!(out.lines().all(|l| l.chars().count() < 2000), "{out}");
     assert!(!out.contains(PW) && !out.contains("hunter2"), "{out}");
+}
+
+#[test]
+fn check_command_reads_a_cluster_smtp_settings_and_prints_early_warnings_without_failing() {
+    let peer = SmtpPeer::start(&[
+        "--tls",
+        "starttls",
+        "--auth",
+        "plain",
+        "--user",
+        "u",
+        "--password",
+        "right-pw",
+        "--cert-days",
+        "3",
+        "--auth-before-tls",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.yaml");
+    let manifest =
+        spec(peer.port).replace("kind: SmtpSettings", "kind: ClusterSmtpSettings") + "  allowedNamespaces: {}\n";
+    std::fs::write(&file, manifest).unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, peer.ca_pem()).unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "right-pw").unwrap();
+    let (code, out, err) = run(&[
+        "-f",
+        file.to_str().unwrap(),
+        "--secret-file",
+        &format!("creds={}", pw.display()),
+        "--configmap-file",
+        &format!("ca={}", ca.display()),
+    ]);
+    assert_eq!(code, 0, "warnings do not fail the check: {out}{err}");
+    assert!(out.contains("Result: Succeeded"), "{out}");
+    assert!(out.contains("Warning (CertificateExpiresSoon): the server's certificate (CN=localhost"), "{out}");
+    assert!(out.contains("Warning (AuthOverPlaintextOffered)"), "{out}");
 }

@@ -27,6 +27,11 @@ fn smtp_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk_with_plural(&gvk, "smtpsettings"))
 }
 
+fn cluster_smtp_api(client: &kube::Client) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("smtp-operator.io", "v1alpha1", "ClusterSmtpSettings");
+    Api::all_with(client.clone(), &ApiResource::from_gvk_with_plural(&gvk, "clustersmtpsettings"))
+}
+
 fn object(name: &str, spec: Value) -> DynamicObject {
     serde_json::from_value(json!({
         "apiVersion": "smtp-operator.io/v1alpha1",
@@ -232,19 +237,29 @@ async fn every_example_is_accepted() {
             if value.is_null() {
                 continue;
             }
-            let obj: DynamicObject = serde_yaml::from_value(value).unwrap();
-            if obj.types.as_ref().map(|t| t.kind.as_str()) != Some("SmtpSettings") {
-                continue;
-            }
-            smtp_api(&client, ns.name())
-                .create(&PostParams { dry_run: true, ..Default::default() }, &obj)
+            let mut obj: DynamicObject = serde_yaml::from_value(value).unwrap();
+            let api = match obj.types.as_ref().map(|t| t.kind.as_str()) {
+                Some("SmtpSettings") => smtp_api(&client, ns.name()),
+                Some("ClusterSmtpSettings") => cluster_smtp_api(&client),
+                Some("SmtpRelay") => {
+                    obj.metadata.namespace = Some(ns.name().to_string());
+                    let gvk = GroupVersionKind::gvk("smtp-operator.io", "v1alpha1", "SmtpRelay");
+                    Api::namespaced_with(
+                        client.clone(),
+                        ns.name(),
+                        &ApiResource::from_gvk_with_plural(&gvk, "smtprelays"),
+                    )
+                }
+                _ => continue,
+            };
+            api.create(&PostParams { dry_run: true, ..Default::default() }, &obj)
                 .await
                 .unwrap_or_else(|e| panic!("{} refused: {e}", path.display()));
             count += 1;
         }
     }
     ns.cleanup().await;
-    assert!(count >= 1, "no SmtpSettings found in examples/");
+    assert!(count >= 3, "examples/ lacks SmtpSettings, ClusterSmtpSettings or SmtpRelay ({count} objects)");
 }
 
 use serde::Deserialize;

@@ -285,7 +285,7 @@ async fn check_requested_annotation_rechecks_and_metrics_are_served() {
     assert_eq!(http_get(&addr, "/healthz").0, 200);
     assert_eq!(http_get(&addr, "/readyz").0, 200);
     // the gauge follows the status the re-check leaves (the request was deferred first: Ready=Unknown)
-    let ready = format!(r#"smtp_operator_resources{{namespace="{}",ready="true"}} 1"#, s.ns());
+    let ready = format!(r#"smtp_operator_resources{{namespace="{}",ready="true",scope="Namespaced"}} 1"#, s.ns());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let body = loop {
         let (code, body) = http_get(&addr, "/metrics");

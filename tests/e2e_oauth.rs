@@ -227,6 +227,12 @@ async fn every_grant_goes_ready_with_xoauth2_at_postfix_and_dovecot() {
         assert_eq!(lc.auth_mechanism.as_deref(), Some("XOAUTH2"), "{name}: authenticated with XOAUTH2");
         assert!(lc.server_mechanisms.iter().any(|m| m == "XOAUTH2"), "{name}: {:?}", lc.server_mechanisms);
         assert!(lc.tls_version.is_some(), "{name}: STARTTLS negotiated");
+        // the early warnings see both endpoints' certificates (the test CA's, valid 90 days: no warning)
+        let token_cert = lc.token_endpoint_certificate.as_ref().expect("status.lastCheck.tokenEndpointCertificate");
+        assert_eq!(token_cert.issuer, "CN=smtp-operator test CA", "{name}");
+        assert!(token_cert.dns_names.iter().any(|n| n == "localhost"), "{name}: {token_cert:?}");
+        assert!(lc.certificate.is_some(), "{name}: the SMTP server's certificate");
+        assert_eq!(condition(&obj, "Degraded").unwrap().reason, "NoWarnings", "{name}");
         let auth = condition(&obj, "Authenticated").unwrap();
         assert_eq!((auth.status.as_str(), auth.reason.as_str()), ("True", "Authenticated"), "{name}");
         assert_eq!(condition(&obj, "Connected").unwrap().status, "True", "{name}");

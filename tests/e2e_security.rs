@@ -140,6 +140,11 @@ async fn chart_cluster_role_suffices_for_an_all_namespaces_operator() {
     assert!(rbac.can_i(&["list", "secrets", "--all-namespaces"]));
     assert!(rbac.can_i(&["patch", "smtpsettings.smtp-operator.io", "--subresource=status", "-n", ns.as_str()]));
     assert!(!rbac.can_i(&["update", "smtpsettings.smtp-operator.io", "-n", ns.as_str()]), "may edit specs");
+    // ClusterSmtpSettings: read and status only; namespaces: only read (their labels, for allowedNamespaces)
+    assert!(rbac.can_i(&["watch", "clustersmtpsettings.smtp-operator.io"]));
+    assert!(rbac.can_i(&["patch", "clustersmtpsettings.smtp-operator.io", "--subresource=status"]));
+    assert!(!rbac.can_i(&["update", "clustersmtpsettings.smtp-operator.io"]), "may edit ClusterSmtpSettings specs");
+    assert!(rbac.can_i(&["get", "namespaces"]) && !rbac.can_i(&["patch", "namespaces"]));
     // create: only for the generated SmtpRelay credentials Secret (docs/relay.md); existing Secrets stay untouchable
     for verb in ["update", "patch", "delete"] {
         assert!(!rbac.can_i(&[verb, "secrets", "-n", ns.as_str()]), "may {verb} Secrets");
@@ -165,6 +170,7 @@ async fn chart_namespaced_role_suffices_with_watch_namespace() {
     assert!(rbac.can_i(&["list", "secrets", "-n", ns.as_str()]));
     assert!(!rbac.can_i(&["list", "secrets", "-n", op_ns.as_str()]), "may read Secrets outside the watched namespace");
     assert!(!rbac.can_i(&["list", "secrets", "--all-namespaces"]), "may read Secrets cluster-wide");
+    assert!(!rbac.can_i(&["list", "clustersmtpsettings.smtp-operator.io"]), "ClusterSmtpSettings are off here");
 
     let args = s.operator_args(&["--leader-elect", "--leader-election-namespace", &op_ns]);
     s.start_operator_as(&args, Some(&rbac.kubeconfig));
@@ -383,7 +389,7 @@ async fn hostile_input_gets_precise_reasons_and_the_operator_keeps_working() {
     let (client, n, peer) = (&s.client, s.ns.name(), &s.peer);
     let op = s.op.as_mut().expect("operator started");
     let allowed = format!("127.0.0.1:{}", peer.port);
-    ca_config_map(client, n, &[&peer]).await;
+    ca_config_map(client, n, &[peer]).await;
     bound_secret(client, n, "smtp-credentials", PASSWORD.as_bytes(), &allowed).await;
     bound_secret(client, n, "empty", b"", &allowed).await;
     bound_secret(client, n, "binary", &[0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28, b'\n', 0x00], &allowed).await;
@@ -478,7 +484,7 @@ async fn secret_values_appear_in_no_log_event_status_or_metric() {
     let (client, n, peer) = (&s.client, s.ns.name(), &s.peer);
     let op = s.op.as_ref().expect("operator started");
     let allowed = format!("127.0.0.1:{}", peer.port);
-    ca_config_map(client, n, &[&peer]).await;
+    ca_config_map(client, n, &[peer]).await;
     create_secret(
         client,
         n,

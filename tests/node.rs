@@ -2,7 +2,10 @@
 //! scheduler): `helm install` with the chart's defaults (2 replicas, leader election) into a namespace that
 //! enforces the restricted Pod Security level, an SmtpSettings checked from inside a pod against a real SMTP
 //! peer on the node's gateway, metrics through the Service (kube-proxy), a leader pod deleted and the handover,
-//! `helm upgrade` rolling without losing the Lease for long, and `helm uninstall` leaving nothing behind.
+//! `helm upgrade` rolling without losing the Lease for long, and `helm uninstall` leaving nothing behind. And an
+//! SmtpRelay run by the operator in its pod: two relay pods under the restricted level, a client pod sending a
+//! test email through the relay's Service with STARTTLS and the generated credentials, the message delivered
+//! upstream, and the garbage collector removing the relay's objects when the SmtpRelay is deleted.
 //!
 //! Values other than the defaults, and why: the image (built from this test build by scripts/image, imported,
 //! `pullPolicy: Never`), `watchNamespace` (other tests run their own operators against the same plane at the
@@ -29,12 +32,31 @@ const LEASE_GAP_BOUND: Duration = Duration::from_secs(LEASE_DURATION + LEASE_GRA
 use support::kube::{TestNamespace, client, kubectl, kubectl_ok};
 use support::node::*;
 use support::operator::{annotate_smtp, create_config_map, create_secret, create_smtp, install_crd, wait_condition};
+use support::rbac::apply_yaml;
+use support::relay::tls_secret;
 use support::smtp_peer::SmtpPeer;
 
 const PASSWORD: &str = "pw-Node-5d0c7a1e";
 const RELEASE: &str = "smtp";
 /// The chart's full name for RELEASE (`<release>-smtp-operator`).
 const FULLNAME: &str = "smtp-smtp-operator";
+
+/// The tests of this file one at a time: each installs the chart, and the lease handover is timed.
+static NODE_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits for the other tests of this file, starts the node if needed, and installs the chart as `release` into
+/// a new restricted namespace with the peer of [`setup`].
+async fn begin(
+    prefix: &str,
+    release: &str,
+) -> (tokio::sync::MutexGuard<'static, ()>, kube::Client, TestNamespace, SmtpPeer) {
+    let serial = NODE_TESTS.lock().await;
+    ensure_node();
+    let client = client().await;
+    let (namespace, peer) = setup(&client, prefix).await;
+    install(release, namespace.name(), peer.port);
+    (serial, client, namespace, peer)
+}
 
 /// Running, Ready pods of the release that are not being deleted: (name, pod IP).
 async fn ready_pods(client: &kube::Client, ns: &str) -> Vec<(String, String)> {
@@ -101,9 +123,9 @@ fn spec(server: &str, port: u16) -> serde_json::Value {
 }
 
 /// The namespace (restricted Pod Security), the peer on the gateway, its CA and the bound Secret.
-async fn setup(client: &kube::Client) -> (TestNamespace, SmtpPeer) {
+async fn setup(client: &kube::Client, prefix: &str) -> (TestNamespace, SmtpPeer) {
     install_crd(client).await;
-    let ns = TestNamespace::new(client, "node-chart").await;
+    let ns = TestNamespace::new(client, prefix).await;
     kubectl_ok(["label", "namespace", ns.name(), "pod-security.kubernetes.io/enforce=restricted"]);
     let peer = SmtpPeer::start(&[
         "--host",
@@ -132,14 +154,14 @@ async fn setup(client: &kube::Client) -> (TestNamespace, SmtpPeer) {
 }
 
 /// `helm install` with the defaults plus what this suite needs (see the module comment).
-fn install(ns: &str, port: u16) {
+fn install(release: &str, ns: &str, port: u16) {
     let (repo, tag) = import_operator_image();
     let chart = chart();
     helm_ok(
         ns,
         &[
             "install",
-            RELEASE,
+            release,
             chart.to_str().unwrap(),
             "--namespace",
             ns,
@@ -206,11 +228,8 @@ fn reconciled(ns: &str, pod: &str, name: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_runs_on_a_real_node_and_hands_over_the_lease() {
-    ensure_node();
-    let client = client().await;
-    let (namespace, peer) = setup(&client).await;
+    let (_serial, client, namespace, peer) = begin("node-chart", RELEASE).await;
     let ns = &namespace.name().to_string();
-    install(ns, peer.port);
 
     // both pods Running and Ready under the restricted level; exactly one leader
     let (pods, leader) = wait_ready(&client, ns, 2, 240).await;
@@ -358,4 +377,120 @@ async fn uninstall_leaves_nothing(client: &kube::Client, ns: &str) {
     assert!(crd.status.success(), "the CRD stays after uninstall");
     let smtp = kubectl_ok(["get", "smtpsettings", "-n", ns, "-o", "name"]);
     assert!(smtp.contains("mail"), "{smtp}");
+}
+
+/// A restricted-level pod that runs the image's `smtp-operator check --send-test-email` as an SMTP client of the
+/// relay: the SmtpSettings manifest from the ConfigMap `relay-client`, the password from the relay's generated
+/// credentials Secret (mounted, as apps do).
+fn client_pod(ns: &str, image: &str, relay: &str, service_ip: &str) -> serde_json::Value {
+    let restricted = json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                            "capabilities": {"drop": ["ALL"]}});
+    json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "relay-client", "namespace": ns},
+        "spec": {
+            "restartPolicy": "Never",
+            "hostAliases": [{"ip": service_ip, "hostnames": [format!("{relay}-relay")]}],
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "client", "image": image, "imagePullPolicy": "Never", "securityContext": restricted,
+                "args": ["check", "-f", "/manifest/settings.yaml", "--send-test-email",
+                         "--secret-file", format!("{relay}-relay-credentials=/credentials"),
+                         "--configmap-file", "relay-client=/manifest"],
+                "volumeMounts": [{"name": "manifest", "mountPath": "/manifest"},
+                                 {"name": "credentials", "mountPath": "/credentials"}],
+            }],
+            "volumes": [{"name": "manifest", "configMap": {"name": "relay-client"}},
+                        {"name": "credentials", "secret": {"secretName": format!("{relay}-relay-credentials")}}],
+        },
+    })
+}
+
+/// What the client pod checks: the relay's Service (its name mapped to the ClusterIP by the pod's hostAliases:
+/// the test node runs no cluster DNS; kube-proxy routes it), STARTTLS with the relay's certificate, AUTH with
+/// the generated credentials, and a test email from the settings' own From (the relay's default sender).
+fn client_settings(relay: &str) -> String {
+    serde_json::to_string(&json!({
+        "apiVersion": "smtp-operator.io/v1alpha1", "kind": "SmtpSettings", "metadata": {"name": "via-relay"},
+        "spec": {
+            "server": format!("{relay}-relay"), "port": 587, "from": "Node Alerts <alerts@example.com>",
+            "tls": {"mode": "StartTLS", "caBundle": {"configMapKeyRef": {"name": "relay-client", "key": "ca.crt"}}},
+            "auth": {"type": "Basic", "basic": {"username": relay,
+                "passwordSecretRef": {"name": format!("{relay}-relay-credentials"), "key": "password"}}},
+            "testEmail": {"to": ["oncall@example.com"]},
+        },
+    }))
+    .unwrap()
+}
+
+fn jsonpath(ns: &str, object: &str, path: &str) -> String {
+    kubectl_ok(["get", object, "-n", ns, "-o", &format!("jsonpath={path}")])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smtp_relay_runs_as_pods_and_delivers_mail_from_a_client_pod() {
+    let (_serial, client, namespace, peer) = begin("node-relay", "relay").await;
+    let ns = &namespace.name().to_string();
+    create_smtp(&client, ns, "upstream", spec(gateway(), peer.port)).await;
+    wait_condition(&client, ns, "upstream", "Ready", "True", Some("CheckSucceeded"), 240).await;
+
+    // the operator (in its pod) makes the relay's objects; the relay pods pass the restricted level and serve
+    let relay = json!({"apiVersion": "smtp-operator.io/v1alpha1", "kind": "SmtpRelay",
+                       "metadata": {"name": "mail", "namespace": ns},
+                       "spec": {"settingsRef": {"name": "upstream"}, "replicas": 2,
+                                "listen": {"port": 587, "tls": {"mode": "StartTLS", "certificateSecretRef": {"name": "relay-tls"}}}}});
+    let relay_ca = tls_secret(&client, ns, "relay-tls", "DNS:mail-relay").await;
+    apply_yaml(&relay.to_string());
+    let ready = r#"{.status.conditions[?(@.type=="Ready")].status}"#;
+    poll(ns, "SmtpRelay mail Ready", 240, || async {
+        let r = jsonpath(ns, "smtprelay/mail", ready);
+        if r == "True" { Ok(()) } else { Err(kubectl_ok(["get", "smtprelay/mail", "-n", ns, "-o", "yaml"])) }
+    })
+    .await;
+    poll(ns, "both relay pods available", 120, || async {
+        let n = jsonpath(ns, "deployment/mail-relay", "{.status.availableReplicas}");
+        if n == "2" { Ok(()) } else { Err(n) }
+    })
+    .await;
+    assert_eq!(jsonpath(ns, "pdb/mail-relay", "{.spec.maxUnavailable}"), "1");
+
+    // a client pod sends through the Service; the relay delivers upstream with its own AUTH
+    let ip = jsonpath(ns, "service/mail-relay", "{.spec.clusterIP}");
+    let manifest = client_settings("mail");
+    create_config_map(&client, ns, "relay-client", &[("settings.yaml", &manifest), ("ca.crt", &relay_ca)]).await;
+    let (repo, tag) = import_operator_image();
+    apply_yaml(&client_pod(ns, &format!("{repo}:{tag}"), "mail", &ip).to_string());
+    poll(ns, "the client pod to finish", 180, || async {
+        match jsonpath(ns, "pod/relay-client", "{.status.phase}").as_str() {
+            "Succeeded" => Ok(()),
+            "Failed" => panic!("client pod failed:\n{}", pod_log(ns, "relay-client")),
+            p => Err(p.to_string()),
+        }
+    })
+    .await;
+    let msgs = peer.events_of("message");
+    assert_eq!(msgs.len(), 1, "{:?}\n{}", peer.events(), pod_log(ns, "relay-client"));
+    assert_eq!(msgs[0]["mail_from"], "alerts@example.com");
+    assert_eq!(msgs[0]["rcpt_tos"], json!(["oncall@example.com"]));
+    let relay_auths: Vec<_> = peer.events_of("auth").into_iter().filter(|a| a["user"] == "alerts").collect();
+    assert!(relay_auths.iter().all(|a| a["success"] == true), "{relay_auths:?}");
+
+    // deleting the SmtpRelay: the garbage collector removes everything the operator made for it
+    kubectl_ok(["delete", "smtprelay", "mail", "-n", ns]);
+    poll(ns, "the relay's objects collected", 120, || async {
+        let left = kubectl_ok([
+            "get",
+            "deployments,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,secrets",
+            "-n",
+            ns,
+            "-l",
+            "app.kubernetes.io/name=smtp-relay",
+            "-o",
+            "name",
+        ]);
+        if left.trim().is_empty() { Ok(()) } else { Err(left) }
+    })
+    .await;
+    helm_ok(ns, &["uninstall", "relay", "-n", ns, "--wait", "--timeout", "120s"]);
+    drop(peer);
+    namespace.cleanup().await;
 }

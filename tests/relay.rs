@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::process::Command;
+
 use serde_json::{Value, json};
 
 use support::kube::{TestNamespace, client};
@@ -303,23 +305,29 @@ fn delivered_with(mta: &Mta, subject: &str) -> bool {
     mta.delivered().iter().any(|m| m.contains(&format!("Subject: {subject}")))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn swaks_and_smtplib_send_through_the_relay_to_postfix_with_xoauth2_and_with_basic() {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "relay-postfix").await;
+/// The two real upstreams of the Postfix tests and a relay in front of each: `mail` → SmtpSettings `office`
+/// (XOAUTH2, token from Authlib, checked by Dovecot through introspection) and `legacy` → SmtpSettings `legacy`
+/// (Basic), both at the same Postfix submission port with STARTTLS.
+struct PostfixRelays {
+    oauth: OAuthServer,
+    mta: Mta,
+    relay: RelayProcess,
+    legacy: RelayProcess,
+}
+
+async fn postfix_relays(client: &kube::Client, ns: &TestNamespace) -> PostfixRelays {
     let oauth = OAuthServer::start(&oauth_clients());
     let mta = Mta::start(&oauth, "dovecot", DOVECOT_SECRET);
     let mut bundle = std::fs::read_to_string(&mta.ca_path).unwrap();
     bundle.push('\n');
     bundle.push_str(&std::fs::read_to_string(&oauth.ca_path).unwrap());
-    create_config_map(&client, ns.name(), "peer-ca", &[("ca.crt", &bundle)]).await;
+    create_config_map(client, ns.name(), "peer-ca", &[("ca.crt", &bundle)]).await;
     let bound = [("smtp-operator.io/allowed-servers", "127.0.0.1")];
-    create_secret(&client, ns.name(), "oauth", &[("client-secret", CC_SECRET.as_bytes())], &bound).await;
-    create_secret(&client, ns.name(), "basic", &[("password", mta.password.as_bytes())], &bound).await;
+    create_secret(client, ns.name(), "oauth", &[("client-secret", CC_SECRET.as_bytes())], &bound).await;
+    create_secret(client, ns.name(), "basic", &[("password", mta.password.as_bytes())], &bound).await;
     let tls = json!({"mode": "StartTLS", "caBundle": {"configMapKeyRef": {"name": "peer-ca", "key": "ca.crt"}}});
     create_smtp(
-        &client,
+        client,
         ns.name(),
         "office",
         json!({
@@ -330,14 +338,14 @@ async fn swaks_and_smtplib_send_through_the_relay_to_postfix_with_xoauth2_and_wi
         }),
     )
     .await;
-    create_smtp(&client, ns.name(), "legacy", json!({
+    create_smtp(client, ns.name(), "legacy", json!({
         "server": "127.0.0.1", "port": mta.submission_port, "from": USER, "tls": tls,
         "auth": {"type": "Basic", "basic": {"username": mta.user, "passwordSecretRef": {"name": "basic", "key": "password"}}},
     }))
     .await;
     for (relay, settings) in [("mail", "office"), ("legacy", "legacy")] {
-        credentials(&client, ns.name(), relay).await;
-        create_relay(&client, ns.name(), relay, json!({"settingsRef": {"name": settings}})).await;
+        credentials(client, ns.name(), relay).await;
+        create_relay(client, ns.name(), relay, json!({"settingsRef": {"name": settings}})).await;
     }
     let flags = |smtp: u16, token: u16| {
         vec![
@@ -353,6 +361,16 @@ async fn swaks_and_smtplib_send_through_the_relay_to_postfix_with_xoauth2_and_wi
     let relay = RelayProcess::start(ns.name(), "mail", &f);
     let legacy = RelayProcess::start(ns.name(), "legacy", &f);
 
+    PostfixRelays { oauth, mta, relay, legacy }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaks_and_smtplib_send_through_the_relay_to_postfix_with_xoauth2_and_with_basic() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "relay-postfix").await;
+    let PostfixRelays { oauth, mta, relay, legacy } = postfix_relays(&client, &ns).await;
+
     // XOAUTH2 upstream: swaks (AUTH PLAIN) and smtplib (AUTH LOGIN); the client hears Postfix's own 250
     let (ok, out) = swaks(
         &relay.addr,
@@ -367,12 +385,16 @@ async fn swaks_and_smtplib_send_through_the_relay_to_postfix_with_xoauth2_and_wi
     wait_until(30, "both messages in the Maildir", || {
         delivered_with(&mta, "relay-xoauth2-swaks") && delivered_with(&mta, "relay-xoauth2-smtplib")
     });
-    // the token came from Authlib once (shared cache) and Dovecot checked it there for each session
+    // the token came from Authlib once, Dovecot checked the one XOAUTH2 login there, and smtplib's message
+    // went over the upstream session swaks's left in the pool
     let tokens: Vec<Value> = oauth.events().into_iter().filter(|e| e["event"] == "token").collect();
     assert_eq!(tokens.len(), 1, "{tokens:?}");
     assert_eq!((tokens[0]["client"].as_str(), tokens[0]["result"].as_str()), (Some("relay-app"), Some("ok")));
     let active = oauth.events().iter().filter(|e| e["event"] == "introspect" && e["active"] == true).count();
-    assert!(active >= 2, "XOAUTH2 logins checked by introspection: {}", oauth.events_text());
+    assert_eq!(active, 1, "XOAUTH2 logins checked by introspection: {}", oauth.events_text());
+    let (_, metrics) = http_get(&relay.metrics_addr, "/metrics");
+    assert_eq!(metric(&metrics, "smtp_relay_upstream_sessions_total{source=\"pooled\"}"), 1.0, "{metrics}");
+    assert_eq!(metric(&metrics, "smtp_relay_token_requests_total{result=\"Succeeded\"}"), 1.0, "{metrics}");
 
     // Basic upstream through the second relay
     let (ok, out) = swaks(
@@ -393,24 +415,6 @@ async fn swaks_and_smtplib_send_through_the_relay_to_postfix_with_xoauth2_and_wi
     ns.cleanup().await;
 }
 
-/// A self-signed certificate for 127.0.0.1 (openssl), as a `kubernetes.io/tls` Secret.
-async fn tls_secret(client: &kube::Client, ns: &str, name: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=relay.test", "-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (crt, key) = (std::fs::read(crt).unwrap(), std::fs::read(key).unwrap());
-    create_secret(client, ns, name, &[("tls.crt", &crt), ("tls.key", &key)], &[]).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_starttls_configured_auth_is_offered_only_after_starttls() {
     let client = client().await;
@@ -419,7 +423,7 @@ async fn with_starttls_configured_auth_is_offered_only_after_starttls() {
     let peer = basic_peer(&[]);
     basic_settings_at_peer(&client, ns.name(), "upstream", &peer).await;
     credentials(&client, ns.name(), "mail").await;
-    tls_secret(&client, ns.name(), "relay-tls").await;
+    tls_secret(&client, ns.name(), "relay-tls", "IP:127.0.0.1").await;
     create_relay(
         &client,
         ns.name(),
@@ -457,5 +461,151 @@ async fn with_starttls_configured_auth_is_offered_only_after_starttls() {
     let status = relay.terminate().expect("relay stopped within the grace period");
     assert!(status.success(), "{status:?}\n{}", relay.log_text());
     assert!(idle.reply().starts_with("421 4.3.2"), "idle session told to come back");
+    ns.cleanup().await;
+}
+
+/// Headers and the first half of a body, as a client writes them after `354` (no end-of-data yet).
+fn half_message(subject: &str) -> String {
+    format!("From: {USER}\r\nTo: a@example.test\r\nSubject: {subject}\r\n\r\nfirst half\r\n")
+}
+
+/// A namespace with the SmtpRelay `mail` in front of a Basic-auth aiosmtpd peer, and the relay's policy flags.
+async fn relay_at_basic_peer(prefix: &str) -> (TestNamespace, SmtpPeer, Vec<String>) {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, prefix).await;
+    let peer = basic_peer(&[]);
+    basic_settings_at_peer(&client, ns.name(), "upstream", &peer).await;
+    credentials(&client, ns.name(), "mail").await;
+    create_relay(&client, ns.name(), "mail", json!({"settingsRef": {"name": "upstream"}})).await;
+    let flags = vec!["--denied-cidrs=".into(), "--allowed-ports".into(), peer.port.to_string()];
+    (ns, peer, flags)
+}
+
+/// MAIL, RCPT, DATA and the first half of the body of a message: the transaction is then in flight.
+fn begin_message(d: &mut Dialog, subject: &str) {
+    assert!(d.cmd(&format!("MAIL FROM:<{USER}>")).starts_with("250"));
+    assert!(d.cmd("RCPT TO:<a@example.test>").starts_with("250"));
+    assert!(d.cmd("DATA").starts_with("354"));
+    d.raw(half_message(subject).as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_or_stopped_mid_transaction_loses_no_accepted_message_and_sends_none_twice() {
+    let (ns, peer, flags) = relay_at_basic_peer("relay-kill").await;
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut relay = RelayProcess::start(ns.name(), "mail", &flags);
+
+    // one message accepted, then SIGKILL while the next one's body is on its way
+    let mut d = Dialog::connect(&relay.addr);
+    assert!(d.login(APP_USER, APP_PASSWORD).starts_with("235"));
+    let done = format!("{}second half\r\n.\r\n", half_message("accepted-before-kill"));
+    assert!(send_message(&mut d, USER, "a@example.test", done.as_bytes()).starts_with("250"));
+    begin_message(&mut d, "in-flight-at-kill");
+    let disconnects = peer.count("disconnect");
+    relay.child.kill().expect("SIGKILL the relay");
+    relay.child.wait().unwrap();
+    assert_eq!(d.reply(), "", "the client never hears 250 for the interrupted message (it will retry)");
+    wait_until(30, "the upstream to see the relay's connection end", || peer.count("disconnect") > disconnects);
+    assert_eq!(subjects(&peer), ["accepted-before-kill"], "the half message was discarded upstream");
+
+    // the app retries on a new relay process: the message arrives once
+    let mut relay = RelayProcess::start(ns.name(), "mail", &flags);
+    let mut d = Dialog::connect(&relay.addr);
+    assert!(d.login(APP_USER, APP_PASSWORD).starts_with("235"));
+    let retry = format!("{}second half\r\n.\r\n", half_message("in-flight-at-kill"));
+    assert!(send_message(&mut d, USER, "a@example.test", retry.as_bytes()).starts_with("250"));
+
+    // SIGTERM mid-body: the transaction in flight is finished and accepted, then the session is closed
+    begin_message(&mut d, "in-flight-at-sigterm");
+    let _ = Command::new("kill").arg("-TERM").arg(relay.child.id().to_string()).status();
+    wait_until(30, "the relay to stop listening", || std::net::TcpStream::connect(&relay.addr).is_err());
+    d.raw(b"second half\r\n.\r\n");
+    assert!(d.reply().starts_with("250"), "the message in flight at SIGTERM is completed");
+    assert!(d.cmd("NOOP").starts_with("421 4.3.2"), "then the session is told to come back");
+    let status = relay.terminate().expect("relay stopped within the grace period");
+    assert!(status.success(), "{status:?}\n{}", relay.log_text());
+    assert_eq!(subjects(&peer), ["accepted-before-kill", "in-flight-at-kill", "in-flight-at-sigterm"]);
+    ns.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_connect_per_message_share_pooled_upstream_sessions() {
+    let (ns, peer, flags) = relay_at_basic_peer("relay-pool").await;
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let relay = RelayProcess::start(ns.name(), "mail", &flags);
+
+    // three clients one after the other, each its own connection (like swaks, Alertmanager, most mailers)
+    for i in 0..3 {
+        let subject = format!("pooled-{i}");
+        let (ok, out) = swaks(
+            &relay.addr,
+            APP_USER,
+            APP_PASSWORD,
+            &["--from", USER, "--to", "a@example.test", "--header", &format!("Subject: {subject}")],
+        );
+        assert!(ok, "{out}\n{}", relay.log_text());
+    }
+    // a client that leaves with a transaction open: its session is reset before it is pooled
+    let mut d = Dialog::connect(&relay.addr);
+    assert!(d.login(APP_USER, APP_PASSWORD).starts_with("235"));
+    assert!(d.cmd(&format!("MAIL FROM:<{USER}>")).starts_with("250"));
+    assert!(d.cmd("RCPT TO:<left@example.test>").starts_with("250"));
+    assert!(d.cmd("QUIT").starts_with("221"));
+    wait_until(30, "the abandoned transaction reset upstream", || peer.count("rset") >= 1);
+    let (ok, out) = swaks(&relay.addr, APP_USER, APP_PASSWORD, &["--from", USER, "--to", "b@example.test"]);
+    assert!(ok, "{out}");
+
+    assert_eq!(peer.count("connect"), 1, "one upstream connection carried all five client sessions");
+    assert_eq!(peer.count("auth"), 1, "one upstream AUTH");
+    let msgs = peer.events_of("message");
+    assert_eq!(msgs.len(), 4);
+    assert_eq!(msgs[3]["rcpt_tos"], json!(["b@example.test"]), "the abandoned recipient did not carry over");
+    let (_, metrics) = http_get(&relay.metrics_addr, "/metrics");
+    assert_eq!(metric(&metrics, "smtp_relay_upstream_sessions_total{source=\"opened\"}"), 1.0, "{metrics}");
+    assert_eq!(metric(&metrics, "smtp_relay_upstream_sessions_total{source=\"pooled\"}"), 4.0, "{metrics}");
+    drop(relay);
+    ns.cleanup().await;
+}
+
+/// Alertmanager's configuration: one email receiver per relay (AUTH PLAIN with the relay's generated
+/// credentials, as its docs show), routed by the alert's `relay` label, sent at once.
+fn alertmanager_config(mail: &str, legacy: &str) -> String {
+    let receiver = |name: &str, addr: &str| {
+        format!(
+            "- name: {name}\n  email_configs:\n  - to: {USER}\n    from: {USER}\n    smarthost: {addr}\n    auth_username: {APP_USER}\n    auth_password: {APP_PASSWORD}\n    require_tls: false\n    headers: {{Subject: 'am-{name}-{{{{ .CommonLabels.alertname }}}}'}}\n"
+        )
+    };
+    format!(
+        "route:\n  receiver: mail\n  group_by: [alertname, relay]\n  group_wait: 0s\n  routes:\n  - matchers: ['relay=\"legacy\"']\n    receiver: legacy\nreceivers:\n{}{}",
+        receiver("mail", mail),
+        receiver("legacy", legacy),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_sends_through_the_relay_to_postfix_with_xoauth2_and_with_basic() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "relay-am").await;
+    let PostfixRelays { oauth, mta, relay, legacy } = postfix_relays(&client, &ns).await;
+    let am = Alertmanager::start(&alertmanager_config(&relay.addr, &legacy.addr));
+    am.post_alerts(&json!([
+        {"labels": {"alertname": "RelayXOAuth2", "relay": "mail", "severity": "critical"}},
+        {"labels": {"alertname": "RelayBasic", "relay": "legacy", "severity": "critical"}},
+    ]));
+    wait_until(60, "both alert emails in the Maildir", || {
+        delivered_with(&mta, "am-mail-RelayXOAuth2") && delivered_with(&mta, "am-legacy-RelayBasic")
+    });
+    // Alertmanager spoke AUTH PLAIN to the relay; the relay spoke XOAUTH2 upstream with a token from Authlib
+    // that Dovecot introspected, and Basic through the second relay
+    let token_ok = |e: &Value| e["event"] == "token" && e["result"] == "ok" && e["client"] == "relay-app";
+    assert_eq!(oauth.events().iter().filter(|e| token_ok(e)).count(), 1, "{}", oauth.events_text());
+    assert!(oauth.events().iter().any(|e| e["event"] == "introspect" && e["active"] == true));
+    assert!(relay.log_text().contains("message relayed"), "{}", relay.log_text());
+    assert!(legacy.log_text().contains("message relayed"), "{}", legacy.log_text());
+    let failures = am.log_text().lines().filter(|l| l.contains("Notify for alerts failed")).count();
+    assert_eq!(failures, 0, "{}", am.log_text());
+    drop((am, relay, legacy));
     ns.cleanup().await;
 }

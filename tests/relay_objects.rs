@@ -27,6 +27,7 @@ fn pod() -> RelayPodSettings {
         denied_cidrs: "default".into(),
         require_secret_binding: true,
         network_policy: false,
+        cluster_resource_namespace: None,
     }
 }
 

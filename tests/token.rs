@@ -82,6 +82,11 @@ async fn client_credentials_with_request_body_and_scopes() {
     let t = request_token(&req).await.expect("token");
     assert_token(&t, 3600);
     assert_eq!(s.tokens_issued("post-client"), 1);
+    // the endpoint's certificate as presented (for status.lastCheck.tokenEndpointCertificate)
+    let leaf = t.certificates.first().expect("the token endpoint's certificate");
+    assert_eq!((leaf.subject.as_str(), leaf.issuer.as_str()), ("CN=localhost", "CN=smtp-operator test CA"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!(leaf.not_after > now + 30 * 86_400, "notAfter {} is the test CA's 90 days", leaf.not_after);
     assert!(!s.events_text().contains(POST_SECRET));
     assert!(!s.events_text().contains(t.token.expose_str().unwrap()), "peer must not log tokens either");
 }

@@ -1,5 +1,5 @@
-//! Reading what a reconcile works on: a fresh copy of the SmtpSettings and the Secrets and ConfigMaps it
-//! references, from its own namespace. The reference types (`Reference`, `RefKind`, `RefObject`, `Referenced`,
+//! Reading what a reconcile works on: a fresh copy of the settings object and the Secrets and ConfigMaps it
+//! references, from its own namespace (a ClusterSmtpSettings: the cluster resource namespace). The reference types (`Reference`, `RefKind`, `RefObject`, `Referenced`,
 //! `references`) live in `crate::validate`, not here: validate is pure and is also used by the `check` command
 //! and the relay, so taking them from this module would make it depend on the Kubernetes-bound controller.
 
@@ -9,15 +9,15 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 
 use super::Error;
-use crate::api::SmtpSettings;
+use super::kind::SettingsResource;
 use crate::validate::{RefKind, RefObject, Reference, Referenced};
 
 /// A fresh read of the object. The reflector store can lag behind this operator's own last status write (a
 /// trigger that arrived during a check runs right after it); deciding on that stale status would run the
 /// check again, so every reconcile decides on what the API server has now. `None`: it is gone.
-pub async fn fresh(client: &Client, ns: &str, name: &str) -> Result<Option<SmtpSettings>, Error> {
-    let api: Api<SmtpSettings> = Api::namespaced(client.clone(), ns);
-    api.get_opt(name).await.map_err(|source| Error::Dereference { kind: "SmtpSettings", name: name.into(), source })
+pub async fn fresh<K: SettingsResource>(client: &Client, ns: Option<&str>, name: &str) -> Result<Option<K>, Error> {
+    let api: Api<K> = K::api(client, ns.unwrap_or_default());
+    api.get_opt(name).await.map_err(|source| Error::Dereference { kind: K::KIND, name: name.into(), source })
 }
 
 /// Reads the referenced Secrets and ConfigMaps (each once); missing ones are simply absent.

@@ -5,8 +5,8 @@ use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tracing::warn;
 
-use crate::api::{CheckResult, SmtpSettings, SmtpSettingsStatus, TestEmailResult};
-use crate::conditions::{self, VALID};
+use crate::api::{CheckResult, SmtpSettingsStatus, TestEmailResult};
+use crate::conditions::{self, DEGRADED, VALID};
 use crate::engine::{self, reason::ConditionKind};
 use crate::status;
 
@@ -32,6 +32,19 @@ impl Note {
 pub struct Ran<'a> {
     pub report: &'a engine::Report,
     pub insecure: bool,
+    /// The early warnings of the check.
+    pub findings: &'a [crate::warnings::Finding],
+}
+
+/// A Warning per early warning that `old` did not show yet (`Degraded` was not True or did not carry it): one
+/// event on the transition into each, none while it stays.
+fn new_findings(old: &SmtpSettingsStatus, findings: &[crate::warnings::Finding]) -> Vec<Note> {
+    let shown = conditions::find(&old.conditions, DEGRADED).filter(|c| c.status == "True").map(|c| c.message.as_str());
+    findings
+        .iter()
+        .filter(|f| !shown.is_some_and(|m| m.contains(&f.message)))
+        .map(|f| Note::new(true, f.warning.as_str(), f.message.clone(), "Check"))
+        .collect()
 }
 
 /// The events for the step from `old` to `new`. Comparisons use the stored (truncated) forms, so an
@@ -64,6 +77,7 @@ pub fn to_publish(old: &SmtpSettingsStatus, new: &SmtpSettingsStatus, ran: Optio
                 }
                 _ => {}
             }
+            out.extend(new_findings(old, ran.findings));
         }
     }
     if new.test_email != old.test_email
@@ -81,7 +95,7 @@ pub fn to_publish(old: &SmtpSettingsStatus, new: &SmtpSettingsStatus, ran: Optio
 }
 
 /// Publishes the notes about `obj` (failures are logged; an event is never worth failing a reconcile).
-pub async fn publish(recorder: &Recorder, obj: &SmtpSettings, notes: Vec<Note>) {
+pub async fn publish<K: Resource<DynamicType = ()>>(recorder: &Recorder, obj: &K, notes: Vec<Note>) {
     let reference = obj.object_ref(&());
     for n in notes {
         let ev = Event {
@@ -102,7 +116,7 @@ mod tests {
     use super::*;
     use crate::api::TestEmailStatus;
     use crate::engine::{Failure, Reason, Report, Step};
-    use crate::status::Outcome;
+    use crate::status::{Checked, Outcome};
     use crate::validate::Invalid;
     use k8s_openapi::jiff::Timestamp;
     use std::time::Duration;
@@ -117,6 +131,9 @@ mod tests {
             tls_version: None,
             server_mechanisms: vec![],
             auth_mechanism: None,
+            certificates: vec![],
+            plaintext_auth: vec![],
+            token_certificates: vec![],
             peer: None,
             step_durations: vec![],
             duration: Duration::from_millis(5),
@@ -155,12 +172,12 @@ mod tests {
     fn check_events() {
         let old = SmtpSettingsStatus::default();
         let ok = report(Ok(()));
-        let notes = to_publish(&old, &old, Some(&Ran { report: &ok, insecure: true }));
+        let notes = to_publish(&old, &old, Some(&Ran { report: &ok, insecure: true, findings: &[] }));
         assert_eq!(reasons(&notes), vec!["InsecureSkipVerify", "CheckSucceeded"]);
         let f = Failure { step: Step::Auth, reason: Reason::AuthenticationFailed, message: "no".into(), reply: None };
         let failed = report(Err(f));
         assert_eq!(
-            reasons(&to_publish(&old, &old, Some(&Ran { report: &failed, insecure: false }))),
+            reasons(&to_publish(&old, &old, Some(&Ran { report: &failed, insecure: false, findings: &[] }))),
             vec!["AuthenticationFailed"]
         );
         // a passing check after a passing one says nothing; a sent test email says so
@@ -174,9 +191,43 @@ mod tests {
             message: "250 ok".into(),
         });
         assert_eq!(
-            reasons(&to_publish(&was_ok, &sent, Some(&Ran { report: &ok, insecure: false }))),
+            reasons(&to_publish(&was_ok, &sent, Some(&Ran { report: &ok, insecure: false, findings: &[] }))),
             vec!["TestEmailSent"]
         );
-        assert!(to_publish(&was_ok, &was_ok, Some(&Ran { report: &ok, insecure: false })).is_empty());
+        assert!(to_publish(&was_ok, &was_ok, Some(&Ran { report: &ok, insecure: false, findings: &[] })).is_empty());
+    }
+
+    #[test]
+    fn a_warning_event_on_the_transition_into_each_early_warning_only() {
+        use crate::warnings::{Finding, Warning};
+        let expiring = Finding { warning: Warning::CertificateExpiresSoon, message: "expires on 2026-12-05".into() };
+        let plain = Finding { warning: Warning::AuthOverPlaintextOffered, message: "AUTH before STARTTLS".into() };
+        let ok = report(Ok(()));
+        let checked = |old: &SmtpSettingsStatus, findings: &[Finding]| {
+            let c = Checked {
+                report: &ok,
+                credentials: &crate::engine::Credentials::None,
+                oauth: false,
+                insecure: false,
+                inputs: "i".into(),
+                period: None,
+                test_request: None,
+                findings,
+            };
+            let new = status::next(old, &Outcome::Checked(c), Some(1), now());
+            let notes = to_publish(old, &new, Some(&Ran { report: &ok, insecure: false, findings }));
+            (new, notes.into_iter().filter(|n| n.warning).map(|n| n.reason).collect::<Vec<_>>())
+        };
+        let (first, warned) = checked(&SmtpSettingsStatus::default(), std::slice::from_ref(&expiring));
+        assert_eq!(warned, ["CertificateExpiresSoon"]);
+        let (second, warned) = checked(&first, std::slice::from_ref(&expiring));
+        assert!(warned.is_empty(), "warned again for the same finding: {warned:?}");
+        let both = [expiring.clone(), plain];
+        let (third, warned) = checked(&second, &both);
+        assert_eq!(warned, ["AuthOverPlaintextOffered"], "only the new finding");
+        let (cleared, warned) = checked(&third, &[]);
+        assert!(warned.is_empty());
+        let (_, warned) = checked(&cleared, std::slice::from_ref(&expiring));
+        assert_eq!(warned, ["CertificateExpiresSoon"], "a finding that comes back warns again");
     }
 }

@@ -1,4 +1,5 @@
-//! The SmtpSettings reconciler, one step after the other (docs/api.md describes what each step shows):
+//! The reconciler of both settings kinds ([`kind::SettingsResource`]: SmtpSettings and ClusterSmtpSettings, one
+//! pipeline generic over the kind), one step after the other (docs/api.md describes what each step shows):
 //! [`dereference`] reads the object and what it references → `validate` builds the check plan (pure) →
 //! [`decide`] says whether a check is owed (pure) → the engine checks → [`crate::status::next`] gives the new
 //! status, written in one place ([`write_status`]) → [`events`] says what to publish. Start-up, watches and
@@ -7,6 +8,7 @@
 pub mod decide;
 pub mod dereference;
 pub mod events;
+pub mod kind;
 pub mod run;
 
 use std::collections::HashMap;
@@ -17,12 +19,11 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::api::{CHECK_REQUESTED_AT, SmtpSettings, SmtpSettingsStatus, TEST_EMAIL_REQUESTED_AT};
+use crate::api::{CHECK_REQUESTED_AT, SmtpSettingsStatus, TEST_EMAIL_REQUESTED_AT};
 use crate::conditions;
 use crate::engine::token::TokenCache;
 use crate::engine::{self, TestMessage};
@@ -32,6 +33,7 @@ use crate::ratelimit::{CheckLimiter, Limits};
 use crate::status::{self, Checked, Outcome};
 use crate::validate::{self, Plan, SecurityPolicy};
 use decide::{Decision, Facts, TestEmail};
+use kind::SettingsResource;
 pub use run::{run, shutdown_signal};
 
 /// How long a check may run before the status says `CheckPending` (a fast check writes its result only).
@@ -70,6 +72,11 @@ pub struct Settings {
     pub cluster_name: String,
     /// This pod's name (`POD_NAME`), the event reporter's instance.
     pub pod_name: Option<String>,
+    /// Where the references of ClusterSmtpSettings resolve (`--cluster-resource-namespace`).
+    pub cluster_resource_namespace: String,
+    /// `--certificate-warning-window`, and as written (for messages).
+    pub warning_window: Duration,
+    pub warning_window_text: String,
 }
 
 /// Shared state of all reconciles.
@@ -82,11 +89,12 @@ pub struct Context {
     pub limiter: CheckLimiter,
     /// OAuth2 access tokens shared by all resources (single flight per app and Secret version).
     pub tokens: TokenCache,
-    /// Consecutive reconcile errors per object, for per-object backoff.
-    failures: Mutex<HashMap<ObjectRef<SmtpSettings>, u32>>,
-    /// Objects whose last check failed transiently: when to retry ([`decide::next_retry`]). In memory: after a
-    /// restart the first retry comes at the interval, or at once when the check was unfinished.
-    retries: Mutex<HashMap<ObjectRef<SmtpSettings>, decide::Retry>>,
+    /// Consecutive reconcile errors per object (`kind/namespace/name`), for per-object backoff.
+    failures: Mutex<HashMap<String, u32>>,
+    /// Objects (`kind/namespace/name`) whose last check failed transiently: when to retry
+    /// ([`decide::next_retry`]). In memory: after a restart the first retry comes at the interval, or at once
+    /// when the check was unfinished.
+    retries: Mutex<HashMap<String, decide::Retry>>,
 }
 
 impl Context {
@@ -105,17 +113,22 @@ impl Context {
     }
 }
 
-pub(crate) async fn reconcile(obj: Arc<SmtpSettings>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = obj.namespace().ok_or(Error::NoNamespace)?;
-    let span = info_span!("reconcile", namespace = %ns, name = %obj.name_any());
+fn failure_key<K: SettingsResource>(obj: &K) -> String {
+    format!("{}/{}", K::KIND, obj.display_name())
+}
+
+pub(crate) async fn reconcile<K: SettingsResource>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = obj.reference_namespace(&ctx.settings.cluster_resource_namespace).ok_or(Error::NoNamespace)?;
+    let span = info_span!("reconcile", kind = K::KIND, object = %obj.display_name());
     let res = async {
-        let Some(obj) = dereference::fresh(&ctx.client, &ns, &obj.name_any()).await? else {
+        let Some(obj) = dereference::fresh::<K>(&ctx.client, obj.namespace().as_deref(), &obj.name_any()).await? else {
             return Ok(Action::await_change());
         };
-        ctx.metrics.objects.observe_smtp_settings(&obj);
-        let refs = validate::references(&obj.spec);
+        ctx.metrics.objects.observe_status(&object_key(&obj), obj.settings_status());
+        let refs = validate::references(obj.settings_spec());
         let referenced = dereference::referenced(&ctx.client, &ns, &refs).await?;
-        let (current, now, generation) = (obj.status.clone().unwrap_or_default(), now(), obj.metadata.generation);
+        let (current, now, generation) =
+            (obj.settings_status().cloned().unwrap_or_default(), now(), obj.meta().generation);
         let test_request = match decide::test_email(annotation(&obj, TEST_EMAIL_REQUESTED_AT), &current) {
             TestEmail::Interrupted(request) => {
                 settle(&ctx, &obj, &current, &current, &Outcome::Interrupted { request: &request }, None, now).await?;
@@ -124,7 +137,7 @@ pub(crate) async fn reconcile(obj: Arc<SmtpSettings>, ctx: Arc<Context>) -> Resu
             TestEmail::Owed(request) => Some(request),
             TestEmail::None => None,
         };
-        let plan = match validate::validate(&obj.spec, &ns, &referenced, &ctx.settings.options) {
+        let plan = match validate::validate(obj.settings_spec(), &ns, &referenced, &ctx.settings.options) {
             Ok(plan) => plan,
             Err(invalid) => {
                 let outcome = Outcome::Invalid { invalid: &invalid, test_request: test_request.as_deref() };
@@ -141,7 +154,7 @@ pub(crate) async fn reconcile(obj: Arc<SmtpSettings>, ctx: Arc<Context>) -> Resu
             interval: plan.interval,
             min_interval: ctx.settings.limits.min_interval,
             test_request: test_request.as_deref(),
-            retry_at: ctx.retries.lock().expect("retries lock").get(&ObjectRef::from_obj(&obj)).map(|r| r.at),
+            retry_at: ctx.retries.lock().expect("retries lock").get(&failure_key(&obj)).map(|r| r.at),
         };
         match decide::decide(&facts, now, || ctx.limiter.try_acquire(&ns)) {
             Decision::Idle { until } => {
@@ -161,23 +174,28 @@ pub(crate) async fn reconcile(obj: Arc<SmtpSettings>, ctx: Arc<Context>) -> Resu
     .instrument(span)
     .await;
     if res.is_ok() {
-        ctx.failures.lock().expect("failures lock").remove(&ObjectRef::from_obj(&*obj));
+        ctx.failures.lock().expect("failures lock").remove(&failure_key(&*obj));
     }
     res
+}
+
+/// The per-object metrics key of an object.
+pub fn object_key<K: SettingsResource>(obj: &K) -> ObjectKey {
+    ObjectKey::new(K::KIND, obj.namespace().as_deref().unwrap_or_default(), &obj.name_any())
 }
 
 /// Runs the check and settles its outcome. Before a test email can leave, `testEmail.result: Sending` is
 /// recorded (so it is never sent twice); `CheckPending` is written only when the check takes longer than
 /// [`PENDING_AFTER`], so a fast check writes its result once.
-async fn check(
+async fn check<K: SettingsResource>(
     ctx: &Context,
-    obj: &SmtpSettings,
+    obj: &K,
     plan: &Plan,
     facts: &Facts<'_>,
     now: Timestamp,
 ) -> Result<Action, Error> {
     let (current, test_request, period) = (facts.status, facts.test_request, facts.period());
-    let generation = obj.metadata.generation;
+    let generation = obj.meta().generation;
     let mut shown = current.clone();
     if let Some(request) = test_request {
         let sending = status::next(&shown, &Outcome::Pending { sending: Some(request) }, generation, now);
@@ -200,6 +218,13 @@ async fn check(
     ctx.metrics.observe_check(&report, class);
     let retry = schedule_retry(ctx, obj, class, period, now);
     let insecure = plan.request.tls.insecure_skip_verify;
+    let warning_facts = crate::warnings::Facts {
+        spec: obj.settings_spec(),
+        window: ctx.settings.warning_window,
+        window_text: &ctx.settings.warning_window_text,
+        now: now.as_second(),
+    };
+    let findings = crate::warnings::findings(&report, &warning_facts);
     let checked = Checked {
         report: &report,
         credentials: &plan.request.credentials,
@@ -208,8 +233,9 @@ async fn check(
         inputs: facts.inputs.to_string(),
         period,
         test_request,
+        findings: &findings,
     };
-    let ran = events::Ran { report: &report, insecure };
+    let ran = events::Ran { report: &report, insecure, findings: &findings };
     let next = settle(ctx, obj, current, &shown, &Outcome::Checked(checked), Some(&ran), now).await?;
     if let Some(t) = next.test_email.as_ref().filter(|_| test_request.is_some()) {
         ctx.metrics.test_emails.get_or_create(&ResultLabels { result: format!("{:?}", t.result) }).inc();
@@ -225,14 +251,14 @@ async fn check(
 }
 
 /// Records (or clears) the retry of a transient failure; returns it.
-fn schedule_retry(
+fn schedule_retry<K: SettingsResource>(
     ctx: &Context,
-    obj: &SmtpSettings,
+    obj: &K,
     class: Option<engine::FailureClass>,
     period: Option<Duration>,
     now: Timestamp,
 ) -> Option<decide::Retry> {
-    let key = ObjectRef::from_obj(obj);
+    let key = failure_key(obj);
     let mut retries = ctx.retries.lock().expect("retries lock");
     let previous = retries.get(&key).map_or(0, |r| r.failures);
     let retry = decide::next_retry(class, previous, ctx.settings.limits.min_interval, period, now);
@@ -245,16 +271,16 @@ fn schedule_retry(
 
 /// The status and events step: `status::next` from `shown` (what the object has now), one write, then the
 /// events for the step from `old` (the status this reconcile started from). Returns the new status.
-async fn settle(
+async fn settle<K: SettingsResource>(
     ctx: &Context,
-    obj: &SmtpSettings,
+    obj: &K,
     old: &SmtpSettingsStatus,
     shown: &SmtpSettingsStatus,
     outcome: &Outcome<'_>,
     ran: Option<&events::Ran<'_>>,
     now: Timestamp,
 ) -> Result<SmtpSettingsStatus, Error> {
-    let next = status::next(shown, outcome, obj.metadata.generation, now);
+    let next = status::next(shown, outcome, obj.meta().generation, now);
     write_status(ctx, obj, shown, &next).await?;
     observe_ready(ctx, obj, &next);
     events::publish(&ctx.recorder, obj, events::to_publish(old, &next, ran)).await;
@@ -262,37 +288,37 @@ async fn settle(
 }
 
 /// Keeps `smtp_operator_resources` in step with the status this reconcile leaves.
-fn observe_ready(ctx: &Context, obj: &SmtpSettings, status: &SmtpSettingsStatus) {
+fn observe_ready<K: SettingsResource>(ctx: &Context, obj: &K, status: &SmtpSettingsStatus) {
     let ready = conditions::find(&status.conditions, conditions::READY).map_or("Unknown", |c| c.status.as_str());
-    ctx.metrics.set_ready(&format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), Some(ready));
+    let ns = obj.namespace().unwrap_or_default();
+    ctx.metrics.set_ready(K::SCOPE.as_str(), &ns, &obj.name_any(), Some(ready));
 }
 
 /// Writes the status by server-side apply, only when it differs from what the object has. The only place
 /// that writes status.
-async fn write_status(
+async fn write_status<K: SettingsResource>(
     ctx: &Context,
-    obj: &SmtpSettings,
+    obj: &K,
     current: &SmtpSettingsStatus,
     next: &SmtpSettingsStatus,
 ) -> Result<(), Error> {
-    if current == next && obj.status.is_some() {
+    if current == next && obj.settings_status().is_some() {
         return Ok(());
     }
-    let api: Api<SmtpSettings> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let api: Api<K> = K::api(&ctx.client, &obj.namespace().unwrap_or_default());
     let patch = json!({
-        "apiVersion": SmtpSettings::api_version(&()),
-        "kind": SmtpSettings::kind(&()),
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
         "status": next,
     });
     api.patch_status(&obj.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
         .await
         .map_err(Error::StatusWrite)?;
-    let key = ObjectKey::smtp_settings(obj.namespace().as_deref(), &obj.name_any());
-    ctx.metrics.objects.observe_status(&key, Some(next));
+    ctx.metrics.objects.observe_status(&object_key(obj), Some(next));
     Ok(())
 }
 
-fn annotation<'a>(obj: &'a SmtpSettings, key: &str) -> Option<&'a str> {
+fn annotation<'a, K: SettingsResource>(obj: &'a K, key: &str) -> Option<&'a str> {
     obj.annotations().get(key).map(String::as_str)
 }
 
@@ -306,8 +332,8 @@ fn requeue_at(at: Option<Timestamp>, now: Timestamp) -> Action {
     }
 }
 
-pub(crate) fn error_policy(obj: Arc<SmtpSettings>, err: &Error, ctx: Arc<Context>) -> Action {
-    let key = ObjectRef::from_obj(&*obj);
+pub(crate) fn error_policy<K: SettingsResource>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    let key = failure_key(&*obj);
     let n = {
         let mut f = ctx.failures.lock().expect("failures lock");
         let n = f.entry(key).or_insert(0);
@@ -316,7 +342,7 @@ pub(crate) fn error_policy(obj: Arc<SmtpSettings>, err: &Error, ctx: Arc<Context
     };
     ctx.metrics.reconcile_errors.get_or_create(&ErrorLabels { error: err.label().into() }).inc();
     let backoff = Duration::from_secs(5u64.saturating_mul(1 << n.min(6))).min(Duration::from_secs(300));
-    warn!(object = %obj.name_any(), namespace = ?obj.namespace(), error = %err, kind = err.label(),
+    warn!(kind = K::KIND, object = %obj.display_name(), error = %err, error_kind = err.label(),
         retry_in_s = backoff.as_secs(), "reconcile failed");
     Action::requeue(backoff)
 }
@@ -327,13 +353,13 @@ fn now() -> Timestamp {
 }
 
 /// Runs the check for a plan (plus a test message when one was requested).
-async fn run_check(
-    obj: &SmtpSettings,
+async fn run_check<K: SettingsResource>(
+    obj: &K,
     ctx: &Context,
     plan: &Plan,
     test_request: Option<&str>,
 ) -> (engine::Report, Option<engine::FailureClass>) {
-    let message = match (test_request, &obj.spec.test_email) {
+    let message = match (test_request, &obj.settings_spec().test_email) {
         (Some(value), Some(t)) => Some(test_message(obj, ctx, value, t.to.iter().map(|r| r.0.clone()).collect())),
         _ => None,
     };
@@ -342,20 +368,19 @@ async fn run_check(
     report
 }
 
-fn test_message(obj: &SmtpSettings, ctx: &Context, request: &str, to: Vec<String>) -> TestMessage {
-    let ns = obj.namespace().unwrap_or_default();
-    let name = obj.name_any();
+fn test_message<K: SettingsResource>(obj: &K, ctx: &Context, request: &str, to: Vec<String>) -> TestMessage {
+    let (kind, object, spec) = (K::KIND, obj.display_name(), obj.settings_spec());
     TestMessage {
-        from: obj.spec.from.clone(),
+        from: spec.from.clone(),
         to,
-        subject: format!("smtp-operator test email for {ns}/{name}"),
+        subject: format!("smtp-operator test email for {object}"),
         body: format!(
-            "This is a test email from smtp-operator.\n\nResource: SmtpSettings {ns}/{name}\nCluster: {}\n\
+            "This is a test email from smtp-operator.\n\nResource: {kind} {object}\nCluster: {}\n\
              Server: {}:{}\nRequested: {} (annotation {TEST_EMAIL_REQUESTED_AT})\nSent at: {}\n\n\
              If you received it, the outgoing-mail settings work.\n",
             ctx.settings.cluster_name,
-            obj.spec.server,
-            obj.spec.port,
+            spec.server,
+            spec.port,
             request,
             now()
         ),

@@ -24,8 +24,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
+use super::kind::SettingsResource;
 use super::{Context, Settings};
-use crate::api::{CHECK_REQUESTED_AT, SmtpSettings, TEST_EMAIL_REQUESTED_AT};
+use crate::api::{CHECK_REQUESTED_AT, ClusterSmtpSettings, SmtpSettings, TEST_EMAIL_REQUESTED_AT};
 use crate::cli::RunArgs;
 use crate::conditions;
 use crate::http::Health;
@@ -62,6 +63,7 @@ pub fn settings_from_args(args: &RunArgs) -> anyhow::Result<Settings> {
             .map_err(|e| anyhow::anyhow!("--denied-cidrs {:?}: {e}", args.denied_cidrs))?,
         require_secret_binding: args.require_secret_binding,
         helo_name: hostname_for_ehlo(args.pod_name.as_deref()),
+        cluster_resource_namespace: cluster_settings_enabled(args).then(|| cluster_resource_namespace(args)),
     };
     let rate = |flag: &str, v: &str| v.parse::<Rate>().map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"));
     let limits = Limits {
@@ -69,7 +71,30 @@ pub fn settings_from_args(args: &RunArgs) -> anyhow::Result<Settings> {
         namespace_rate: rate("--namespace-check-rate", &args.namespace_check_rate)?,
         global_rate: rate("--global-check-rate", &args.global_check_rate)?,
     };
-    Ok(Settings { options, limits, cluster_name: args.cluster_name.clone(), pod_name: args.pod_name.clone() })
+    let warning_window = crate::warnings::parse_window(&args.certificate_warning_window)
+        .map_err(|e| anyhow::anyhow!("--certificate-warning-window: {e}"))?;
+    Ok(Settings {
+        options,
+        limits,
+        cluster_name: args.cluster_name.clone(),
+        pod_name: args.pod_name.clone(),
+        cluster_resource_namespace: cluster_resource_namespace(args),
+        warning_window,
+        warning_window_text: args.certificate_warning_window.trim().to_string(),
+    })
+}
+
+/// `--cluster-resource-namespace`, else the operator's own namespace (as for the Lease: `POD_NAMESPACE`, the
+/// ServiceAccount's namespace file, `default`).
+pub fn cluster_resource_namespace(args: &RunArgs) -> String {
+    let sa_namespace = std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok();
+    lease_namespace(args.cluster_resource_namespace.as_deref(), args.pod_namespace.as_deref(), sa_namespace.as_deref())
+}
+
+/// Whether this operator serves ClusterSmtpSettings: `--cluster-settings`, by default only when it watches
+/// every namespace (the namespaced install has no cluster-wide RBAC).
+pub fn cluster_settings_enabled(args: &RunArgs) -> bool {
+    args.cluster_settings.unwrap_or(args.watch_namespace.is_none())
 }
 
 fn hostname_for_ehlo(pod_name: Option<&str>) -> String {
@@ -85,8 +110,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let version = client.apiserver_version().await?;
     let settings = settings_from_args(&args)?;
+    let cluster_settings = cluster_settings_enabled(&args);
     info!(server_version = %version.git_version, watch_namespace = ?args.watch_namespace,
-        require_secret_binding = args.require_secret_binding, leader_elect = args.leader_elect, "smtp-operator starting");
+        require_secret_binding = args.require_secret_binding, leader_elect = args.leader_elect,
+        cluster_settings, cluster_resource_namespace = %settings.cluster_resource_namespace, "smtp-operator starting");
     if !args.require_secret_binding {
         warn!(
             "--require-secret-binding=false: Secret values are sent without checking smtp-operator.io/allowed-servers"
@@ -111,7 +138,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let work = {
         let (health, shutdown) = (health.clone(), shutdown_rx.clone());
-        move || run_controllers(ctx, args.watch_namespace.clone(), health, shutdown, relays.boxed())
+        let watch = Watch { namespace: args.watch_namespace.clone(), cluster_settings };
+        move || run_controllers(ctx, watch, health, shutdown, relays.boxed())
     };
     if args.leader_elect {
         let sa_namespace = std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok();
@@ -132,32 +160,50 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the settings controllers watch: SmtpSettings in one namespace or all, and whether ClusterSmtpSettings.
+#[derive(Clone, Debug)]
+struct Watch {
+    namespace: Option<String>,
+    cluster_settings: bool,
+}
+
 /// Runs every controller of the operator under the same leadership until `shutdown` turns true (each
 /// finishes gracefully); the first error is returned. A new controller is one more entry in this list.
 async fn run_controllers(
     ctx: Arc<Context>,
-    watch_namespace: Option<String>,
+    watch: Watch,
     health: Arc<Health>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     relays: BoxFuture<'static, anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
-    let controllers: Vec<BoxFuture<'static, anyhow::Result<()>>> =
-        vec![smtp_settings_controller(ctx, watch_namespace, health, shutdown).boxed(), relays];
+    let refs = watch.namespace.clone();
+    let mut controllers: Vec<BoxFuture<'static, anyhow::Result<()>>> = vec![
+        settings_controller::<SmtpSettings>(ctx.clone(), watch.namespace.clone(), refs, Some(health), shutdown.clone())
+            .boxed(),
+        relays,
+    ];
+    if watch.cluster_settings {
+        let refs = Some(ctx.settings.cluster_resource_namespace.clone());
+        controllers.push(settings_controller::<ClusterSmtpSettings>(ctx, None, refs, None, shutdown).boxed());
+    }
     futures::future::join_all(controllers).await.into_iter().collect()
 }
 
-/// Runs the SmtpSettings controller until `shutdown` turns true (in-flight reconciles finish first).
-async fn smtp_settings_controller(
+/// Runs the controller of one settings kind until `shutdown` turns true (in-flight reconciles finish first):
+/// the objects in `namespace` (or all), the Secrets and ConfigMaps in `references` (or all). `health` is
+/// told when the first list is in (`/readyz`).
+async fn settings_controller<K: SettingsResource>(
     ctx: Arc<Context>,
-    watch_namespace: Option<String>,
-    health: Arc<Health>,
+    namespace: Option<String>,
+    references: Option<String>,
+    health: Option<Arc<Health>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let client = ctx.client.clone();
     // Secrets and ConfigMaps are watched as metadata only: their values are read on demand, per reference.
-    // SmtpSettings are watched untyped and converted one by one, so that an object our types cannot read
+    // The settings are watched untyped and converted one by one, so that an object our types cannot read
     // (e.g. written under an older CRD version) is reported and skipped instead of failing the whole list.
-    let (smtp_api, secret_api, cm_api) = watched_apis(&client, watch_namespace.as_deref());
+    let (smtp_api, secret_api, cm_api) = watched_apis::<K>(&client, namespace.as_deref(), references.as_deref());
 
     let (reader, writer) = reflector::store();
     // Status writes change neither generation nor these annotations, so they do not trigger a reconcile.
@@ -168,7 +214,7 @@ async fn smtp_settings_controller(
         .filter_map(move |event| {
             let ctx = malformed.clone();
             futures::future::ready(match event {
-                Ok(e) => typed_event(e, |obj, error| report_malformed(&ctx, obj, error)).map(Ok),
+                Ok(e) => typed_event::<K>(e, |obj, error| report_malformed::<K>(&ctx, obj, error)).map(Ok),
                 Err(e) => Some(Err(e)),
             })
         })
@@ -177,28 +223,34 @@ async fn smtp_settings_controller(
             let metrics = ctx.metrics.clone();
             move |event| {
                 if let Ok(watcher::Event::Delete(o)) = event {
-                    forget(&metrics, o.namespace().as_deref(), &o.name_any());
+                    forget::<K>(&metrics, o.namespace().as_deref(), &o.name_any());
                 }
             }
         })
         .reflect(writer)
         .touched_objects()
-        .predicate_filter(trigger_hash, Default::default());
+        .predicate_filter(trigger_hash::<K>, Default::default());
     let secrets = watcher(secret_api, watcher::Config::default()).default_backoff().touched_objects();
     let config_maps = watcher(cm_api, watcher::Config::default()).default_backoff().touched_objects();
 
-    report_synced(reader.clone(), health);
-    let store_s = reader.clone();
-    let store_c = reader.clone();
-    let store_m = reader.clone();
+    if let Some(health) = health {
+        report_synced(reader.clone(), health);
+    }
+    let cluster_ns = ctx.settings.cluster_resource_namespace.clone();
+    let (store_s, store_c, store_m) = (reader.clone(), reader.clone(), reader.clone());
+    let ns_c = cluster_ns.clone();
     Controller::for_stream(main_stream, reader)
         .with_config(ControllerConfig::default().concurrency(16))
-        .watches_stream(secrets, move |s| referencing(&store_s, RefKind::Secret, s.namespace(), s.name_any()))
-        .watches_stream(config_maps, move |c| referencing(&store_c, RefKind::ConfigMap, c.namespace(), c.name_any()))
+        .watches_stream(secrets, move |s| {
+            referencing(&store_s, RefKind::Secret, s.namespace(), s.name_any(), &cluster_ns)
+        })
+        .watches_stream(config_maps, move |c| {
+            referencing(&store_c, RefKind::ConfigMap, c.namespace(), c.name_any(), &ns_c)
+        })
         .graceful_shutdown_on(async move {
             let _ = shutdown.wait_for(|v| *v).await;
         })
-        .run(super::reconcile, super::error_policy, ctx)
+        .run(super::reconcile::<K>, super::error_policy::<K>, ctx)
         .for_each(|res| {
             let (metrics, store) = (metrics.clone(), store_m.clone());
             async move {
@@ -206,13 +258,13 @@ async fn smtp_settings_controller(
                     Ok((obj, _)) => {
                         // the reconcile keeps the resources-by-Ready gauge in step; gone objects drop out here
                         if store.get(&obj).is_none() {
-                            forget(&metrics, obj.namespace.as_deref(), &obj.name);
+                            forget::<K>(&metrics, obj.namespace.as_deref(), &obj.name);
                         }
                         debug!(object = %obj, "reconciled");
                     }
                     // a deleted object: drop it from the resources-by-Ready gauge
                     Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
-                        forget(&metrics, obj.namespace.as_deref(), &obj.name);
+                        forget::<K>(&metrics, obj.namespace.as_deref(), &obj.name);
                     }
                     Err(e) => debug!(error = %e, "reconcile loop"),
                 }
@@ -222,33 +274,35 @@ async fn smtp_settings_controller(
     Ok(())
 }
 
-/// The APIs the controller watches: SmtpSettings (untyped), Secrets and ConfigMaps (metadata only), in one
-/// namespace or in all.
-fn watched_apis(
+/// The APIs a settings controller watches: the settings (untyped) in `namespace` or all, Secrets and
+/// ConfigMaps (metadata only) in `references` or all.
+fn watched_apis<K: SettingsResource>(
     client: &Client,
     namespace: Option<&str>,
+    references: Option<&str>,
 ) -> (Api<DynamicObject>, Api<PartialObjectMeta<Secret>>, Api<PartialObjectMeta<ConfigMap>>) {
-    let ar = ApiResource::erase::<SmtpSettings>(&());
-    match namespace {
-        Some(ns) => (
-            Api::namespaced_with(client.clone(), ns, &ar),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all_with(client.clone(), &ar), Api::all(client.clone()), Api::all(client.clone())),
+    let ar = ApiResource::erase::<K>(&());
+    let objects = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    match references {
+        Some(ns) => (objects, Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        None => (objects, Api::all(client.clone()), Api::all(client.clone())),
     }
 }
 
-/// Drops a gone SmtpSettings from the resources-by-Ready gauge and from the per-object series.
-fn forget(metrics: &Metrics, namespace: Option<&str>, name: &str) {
-    metrics.set_ready(&format!("{}/{name}", namespace.unwrap_or_default()), None);
-    metrics.objects.remove(&ObjectKey::smtp_settings(namespace, name));
+/// Drops a gone settings object from the resources-by-Ready gauge and from the per-object series.
+fn forget<K: SettingsResource>(metrics: &Metrics, namespace: Option<&str>, name: &str) {
+    let ns = namespace.unwrap_or_default();
+    metrics.set_ready(K::SCOPE.as_str(), ns, name, None);
+    metrics.objects.remove(&ObjectKey::new(K::KIND, ns, name));
 }
 
 /// Marks the caches synced (`/readyz`) once the store has its first list. Re-polls: the store's readiness
 /// signal wakes only its most recent waiter, which is the controller's own runner, so a single await here
 /// could sleep forever.
-fn report_synced(synced: Store<SmtpSettings>, health: Arc<Health>) {
+fn report_synced<K: SettingsResource>(synced: Store<K>, health: Arc<Health>) {
     tokio::spawn(async move {
         loop {
             match tokio::time::timeout(Duration::from_millis(250), synced.wait_until_ready()).await {
@@ -266,18 +320,17 @@ fn report_synced(synced: Store<SmtpSettings>, health: Arc<Health>) {
 
 /// Converts an untyped watch event to a typed one; an object that does not deserialize is handed to
 /// `malformed` and left out (a deletion of it is passed on with what can be read, so the store forgets it).
-fn typed_event(
+fn typed_event<K: SettingsResource>(
     event: watcher::Event<DynamicObject>,
     mut malformed: impl FnMut(&DynamicObject, &serde_json::Error),
-) -> Option<watcher::Event<SmtpSettings>> {
-    let mut convert =
-        |obj: DynamicObject| match serde_json::to_value(&obj).and_then(serde_json::from_value::<SmtpSettings>) {
-            Ok(typed) => Some(typed),
-            Err(e) => {
-                malformed(&obj, &e);
-                None
-            }
-        };
+) -> Option<watcher::Event<K>> {
+    let mut convert = |obj: DynamicObject| match serde_json::to_value(&obj).and_then(serde_json::from_value::<K>) {
+        Ok(typed) => Some(typed),
+        Err(e) => {
+            malformed(&obj, &e);
+            None
+        }
+    };
     match event {
         watcher::Event::Apply(o) => convert(o).map(watcher::Event::Apply),
         watcher::Event::InitApply(o) => convert(o).map(watcher::Event::InitApply),
@@ -287,15 +340,15 @@ fn typed_event(
     }
 }
 
-/// Logs and publishes a Warning event for an SmtpSettings that cannot be read.
-fn report_malformed(ctx: &Arc<Context>, obj: &DynamicObject, error: &serde_json::Error) {
+/// Logs and publishes a Warning event for a settings object that cannot be read.
+fn report_malformed<K: SettingsResource>(ctx: &Arc<Context>, obj: &DynamicObject, error: &serde_json::Error) {
     let (ns, name) =
         (obj.metadata.namespace.clone().unwrap_or_default(), obj.metadata.name.clone().unwrap_or_default());
-    warn!(namespace = %ns, name = %name, error = %error, "SmtpSettings cannot be read; skipped until it is fixed");
-    let reference = obj.object_ref(&ApiResource::erase::<SmtpSettings>(&()));
+    warn!(kind = K::KIND, namespace = %ns, name = %name, error = %error, "object cannot be read; skipped until it is fixed");
+    let reference = obj.object_ref(&ApiResource::erase::<K>(&()));
     let recorder = ctx.recorder.clone();
     let note =
-        format!("the object does not match the SmtpSettings schema of this operator ({error}); fix or re-apply it");
+        format!("the object does not match the {} schema of this operator ({error}); fix or re-apply it", K::KIND);
     tokio::spawn(async move {
         let ev = Event {
             type_: EventType::Warning,
@@ -320,26 +373,27 @@ pub async fn shutdown_signal() {
 }
 
 /// What may trigger a reconcile on the resource itself: generation and the two request annotations.
-fn trigger_hash(obj: &SmtpSettings) -> Option<u64> {
+fn trigger_hash<K: SettingsResource>(obj: &K) -> Option<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    obj.metadata.generation.hash(&mut h);
+    obj.meta().generation.hash(&mut h);
     obj.annotations().get(CHECK_REQUESTED_AT).hash(&mut h);
     obj.annotations().get(TEST_EMAIL_REQUESTED_AT).hash(&mut h);
     Some(h.finish())
 }
 
-/// The SmtpSettings in `namespace` that reference the Secret/ConfigMap `name`.
-fn referencing(
-    store: &Store<SmtpSettings>,
+/// The settings objects whose references resolve in `namespace` and name the Secret/ConfigMap `name`.
+fn referencing<K: SettingsResource>(
+    store: &Store<K>,
     kind: RefKind,
     namespace: Option<String>,
     name: String,
-) -> Vec<ObjectRef<SmtpSettings>> {
+    cluster_resource_namespace: &str,
+) -> Vec<ObjectRef<K>> {
     store
         .state()
         .into_iter()
-        .filter(|o| o.namespace() == namespace)
-        .filter(|o| validate::references(&o.spec).iter().any(|r| r.kind == kind && r.name == name))
+        .filter(|o| o.reference_namespace(cluster_resource_namespace) == namespace)
+        .filter(|o| validate::references(o.settings_spec()).iter().any(|r| r.kind == kind && r.name == name))
         .map(|o| ObjectRef::from_obj(&*o))
         .collect()
 }
@@ -360,14 +414,18 @@ mod tests {
         bad.metadata.name = Some("bad".into());
         bad.data["spec"]["port"] = serde_json::json!("587");
         let mut seen = Vec::new();
-        let out = typed_event(watcher::Event::InitApply(bad), |o, _| seen.push(o.metadata.name.clone()));
+        let out =
+            typed_event::<SmtpSettings>(watcher::Event::InitApply(bad), |o, _| seen.push(o.metadata.name.clone()));
         assert!(out.is_none());
         assert_eq!(seen, vec![Some("bad".to_string())]);
-        match typed_event(watcher::Event::Apply(good), |_, _| panic!("good object reported")) {
+        match typed_event::<SmtpSettings>(watcher::Event::Apply(good), |_, _| panic!("good object reported")) {
             Some(watcher::Event::Apply(o)) => assert_eq!(o.spec.port, 587),
             _ => panic!("good object dropped"),
         }
-        assert!(matches!(typed_event(watcher::Event::InitDone, |_, _| ()), Some(watcher::Event::InitDone)));
+        assert!(matches!(
+            typed_event::<SmtpSettings>(watcher::Event::InitDone, |_, _| ()),
+            Some(watcher::Event::InitDone)
+        ));
     }
 
     #[test]

@@ -30,10 +30,12 @@ pub(crate) mod test_email;
 mod tls;
 pub mod token;
 pub mod upstream;
+pub mod x509;
 
 pub use crate::vocabulary::{FailureClass, Reason, Step};
 pub use budget::Budget;
 pub use secret::SecretValue;
+pub use x509::CertificateInfo;
 // The CIDR maths lives with its parser in `policy` (pure, no Kubernetes); the dial policy uses it.
 pub use crate::policy::IpNet;
 
@@ -180,6 +182,16 @@ pub struct Report {
     pub auth_mechanism: Option<String>,
     /// The address actually dialled.
     pub peer: Option<std::net::SocketAddr>,
+    /// The certificates the server presented in the TLS handshake, leaf first (those this engine could read),
+    /// for the early warnings (docs/api.md). Empty without TLS or before the handshake.
+    pub certificates: Vec<CertificateInfo>,
+    /// AUTH mechanisms the server advertised on the plain connection before STARTTLS (`tls.mode: StartTLS`):
+    /// an early warning (`AuthOverPlaintextOffered`), since a client that does not insist on STARTTLS would
+    /// send its credentials in clear text there.
+    pub plaintext_auth: Vec<String>,
+    /// The certificates the OAuth2 token endpoint presented when the token in use was fetched (leaf first);
+    /// empty without OAuth2. Filled by `crate::check`, which obtains the token.
+    pub token_certificates: Vec<CertificateInfo>,
     /// Time spent per step, in order.
     pub step_durations: Vec<(Step, Duration)>,
     pub duration: Duration,

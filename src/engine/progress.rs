@@ -14,6 +14,8 @@ pub(crate) struct Progress {
     pub(crate) server_mechanisms: Vec<String>,
     pub(crate) auth_mechanism: Option<String>,
     pub(crate) peer: Option<std::net::SocketAddr>,
+    pub(crate) certificates: Vec<super::CertificateInfo>,
+    pub(crate) plaintext_auth: Vec<String>,
     pub(crate) test_email: Option<Result<String, Failure>>,
 }
 
@@ -28,6 +30,8 @@ impl Progress {
             server_mechanisms: Vec::new(),
             auth_mechanism: None,
             peer: None,
+            certificates: Vec::new(),
+            plaintext_auth: Vec::new(),
             test_email: None,
         }
     }
@@ -63,6 +67,9 @@ impl Progress {
             server_mechanisms: self.server_mechanisms,
             auth_mechanism: self.auth_mechanism,
             peer: self.peer,
+            certificates: self.certificates,
+            plaintext_auth: self.plaintext_auth,
+            token_certificates: Vec::new(),
             step_durations: self.steps,
             duration: now.saturating_duration_since(self.start),
             test_email: self.test_email,

@@ -88,6 +88,7 @@ async fn open_transport(
                 Err(h) => return Err(diagnose::handshake_failure(req, peer, budget, h).await),
             };
             p.tls_version = Some(version);
+            p.certificates = tls::presented_chain(&stream);
             Ok((Transport::Tls(Box::new(stream)), peer))
         }
         _ => Ok((Transport::Plain(tcp), peer)),
@@ -112,6 +113,8 @@ async fn secure_and_authenticate(
                 reply: None,
             });
         };
+        // offered on the plain connection: an early warning (the engine itself never authenticates before TLS)
+        p.plaintext_auth = ehlo.auth.clone();
         ehlo = starttls(c, p, &ehlo, setup, (req, peer)).await?;
     }
     p.server_mechanisms = ehlo.auth.clone();

@@ -70,6 +70,7 @@ pub(crate) async fn starttls(
         Ok(done) => done,
         Err(h) => return Err(diagnose::handshake_failure(req, peer, &c.budget, h).await),
     };
+    p.certificates = tls::presented_chain(&stream);
     c.handle.install_tls(stream);
     p.tls_version = Some(version);
 

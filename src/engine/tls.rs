@@ -124,6 +124,12 @@ pub(crate) async fn handshake(
     }
 }
 
+/// The certificates `stream`'s server presented, leaf first, as far as [`super::x509::parse`] reads them.
+pub(crate) fn presented_chain(stream: &TlsStream<TcpStream>) -> Vec<super::CertificateInfo> {
+    let certs = stream.get_ref().1.peer_certificates().unwrap_or_default();
+    certs.iter().filter_map(|der| super::x509::parse(der)).collect()
+}
+
 fn name_str(name: &ServerName<'_>) -> String {
     match name {
         ServerName::DnsName(d) => d.as_ref().to_owned(),

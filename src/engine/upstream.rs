@@ -112,6 +112,12 @@ impl Upstream {
         self.positive(r)
     }
 
+    /// True between an accepted `DATA` and the end of the body: the session then holds a half-sent message and
+    /// can only be dropped (the upstream discards a body that never ended), never reused.
+    pub fn in_data(&self) -> bool {
+        self.body.is_some()
+    }
+
     /// `RSET`, to reuse the session for the next transaction.
     pub async fn rset(&mut self) -> Result<Reply, UpstreamError> {
         self.conn.renew_budget(self.timeout);

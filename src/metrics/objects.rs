@@ -13,6 +13,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+/// The `endpoint` labels of `smtp_operator_certificate_expiry_timestamp_seconds`.
+pub const ENDPOINT_SMTP: &str = "smtp";
+pub const ENDPOINT_TOKEN: &str = "token_endpoint";
+
 /// The `kind` label of namespaced SmtpSettings.
 pub const KIND_SMTP_SETTINGS: &str = "SmtpSettings";
 
@@ -22,6 +26,14 @@ pub struct ObjectReadyLabels {
     pub name: String,
     pub kind: String,
     pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExpiryLabels {
+    pub namespace: String,
+    pub name: String,
+    /// `smtp` (the SMTP server's leaf certificate) or `token_endpoint` (the OAuth2 token endpoint's).
+    pub endpoint: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,13 +56,12 @@ impl ObjectKey {
         Self { kind: kind.into(), namespace: namespace.into(), name: name.into() }
     }
 
-    /// A namespaced SmtpSettings.
-    pub fn smtp_settings(namespace: Option<&str>, name: &str) -> Self {
-        Self::new(KIND_SMTP_SETTINGS, namespace.unwrap_or_default(), name)
-    }
-
     fn labels(&self) -> ObjectLabels {
         ObjectLabels { namespace: self.namespace.clone(), name: self.name.clone(), kind: self.kind.clone() }
+    }
+
+    fn expiry_labels(&self, endpoint: &str) -> ExpiryLabels {
+        ExpiryLabels { namespace: self.namespace.clone(), name: self.name.clone(), endpoint: endpoint.into() }
     }
 
     fn ready_labels(&self, reason: &str) -> ObjectReadyLabels {
@@ -68,6 +79,8 @@ pub struct ObjectMetrics {
     enabled: AtomicBool,
     ready: Family<ObjectReadyLabels, Gauge>,
     last_check: Family<ObjectLabels, Gauge<f64, AtomicU64>>,
+    degraded: Family<ObjectLabels, Gauge>,
+    cert_expiry: Family<ExpiryLabels, Gauge<f64, AtomicU64>>,
     /// The reason each object's `ready` series carries now, to remove it when the reason changes.
     reasons: Mutex<HashMap<ObjectKey, String>>,
 }
@@ -78,6 +91,8 @@ impl Default for ObjectMetrics {
             enabled: AtomicBool::new(true),
             ready: Family::default(),
             last_check: Family::default(),
+            degraded: Family::default(),
+            cert_expiry: Family::default(),
             reasons: Mutex::default(),
         }
     }
@@ -96,6 +111,16 @@ impl ObjectMetrics {
             "Time of each object's last check (status.lastCheck.time)",
             self.last_check.clone(),
         );
+        registry.register(
+            "degraded",
+            "1 while an object's Degraded condition is True (an early warning; Ready unaffected), else 0",
+            self.degraded.clone(),
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of the certificate the server presented at the last check (status.lastCheck.certificate)",
+            self.cert_expiry.clone(),
+        );
     }
 
     /// Turns per-object series on or off; off also drops every series recorded so far.
@@ -106,6 +131,8 @@ impl ObjectMetrics {
             reasons.clear();
             self.ready.clear();
             self.last_check.clear();
+            self.degraded.clear();
+            self.cert_expiry.clear();
         }
     }
 
@@ -131,6 +158,32 @@ impl ObjectMetrics {
         }
     }
 
+    /// Records an object's early warnings: whether it is Degraded (`None` before a check said) and the
+    /// notAfter (Unix seconds) of the certificates per endpoint (`smtp`, `token_endpoint`).
+    pub fn set_warnings(&self, object: &ObjectKey, degraded: Option<bool>, not_after: [(&str, Option<f64>); 2]) {
+        if !self.enabled.load(Ordering::Acquire) {
+            return;
+        }
+        match degraded {
+            Some(d) => {
+                self.degraded.get_or_create(&object.labels()).set(i64::from(d));
+            }
+            None => {
+                self.degraded.remove(&object.labels());
+            }
+        }
+        for (endpoint, at) in not_after {
+            match at {
+                Some(t) => {
+                    self.cert_expiry.get_or_create(&object.expiry_labels(endpoint)).set(t);
+                }
+                None => {
+                    self.cert_expiry.remove(&object.expiry_labels(endpoint));
+                }
+            }
+        }
+    }
+
     /// Removes every series of an object (it was deleted).
     pub fn remove(&self, object: &ObjectKey) {
         let mut reasons = self.reasons.lock().expect("metrics lock");
@@ -138,12 +191,9 @@ impl ObjectMetrics {
             self.ready.remove(&object.ready_labels(&old));
         }
         self.last_check.remove(&object.labels());
-    }
-
-    /// Records an SmtpSettings from its (fresh) status.
-    pub fn observe_smtp_settings(&self, obj: &crate::api::SmtpSettings) {
-        let (ns, name) = (obj.metadata.namespace.as_deref(), obj.metadata.name.as_deref().unwrap_or_default());
-        self.observe_status(&ObjectKey::smtp_settings(ns, name), obj.status.as_ref());
+        self.degraded.remove(&object.labels());
+        self.cert_expiry.remove(&object.expiry_labels(ENDPOINT_SMTP));
+        self.cert_expiry.remove(&object.expiry_labels(ENDPOINT_TOKEN));
     }
 
     /// Records an object from a status: the Ready condition's reason (`CheckPending` before there is one) and
@@ -155,6 +205,15 @@ impl ObjectMetrics {
             .unwrap_or("CheckPending");
         let last_check = status.and_then(|s| s.last_check.as_ref()).and_then(|l| unix_seconds(&l.time));
         self.set(object, reason, last_check);
+        let degraded = status
+            .and_then(|s| crate::conditions::find(&s.conditions, crate::conditions::DEGRADED))
+            .filter(|c| c.status != "Unknown")
+            .map(|c| c.status == "True");
+        let last_check = status.and_then(|s| s.last_check.as_ref());
+        let not_after = |c: Option<&crate::api::CertificateStatus>| c.and_then(|c| unix_seconds(&c.not_after));
+        let smtp = not_after(last_check.and_then(|l| l.certificate.as_ref()));
+        let token = not_after(last_check.and_then(|l| l.token_endpoint_certificate.as_ref()));
+        self.set_warnings(object, degraded, [(ENDPOINT_SMTP, smtp), (ENDPOINT_TOKEN, token)]);
     }
 }
 
@@ -218,6 +277,8 @@ mod tests {
         m.set(&b, "CheckSucceeded", Some(20.0));
         m.remove(&a);
         m.remove(&a); // twice is harmless
+        m.set_warnings(&a, Some(true), [(ENDPOINT_SMTP, Some(30.0)), (ENDPOINT_TOKEN, Some(40.0))]);
+        m.remove(&a);
         let text = encoded(&m);
         assert!(!text.contains(r#"name="alerts""#), "{text}");
         assert_eq!(series(&text, "smtp_operator_ready").len(), 1, "{text}");
@@ -245,6 +306,34 @@ mod tests {
         let text = encoded(&m);
         assert!(series(&text, "smtp_operator_last_check_timestamp_seconds").is_empty(), "{text}");
         assert!(text.contains(r#"namespace="",name="cluster-wide""#), "{text}");
+    }
+
+    #[test]
+    fn warnings_follow_the_status_and_go_with_the_object() {
+        let m = ObjectMetrics::default();
+        let a = ObjectKey::new("ClusterSmtpSettings", "", "company");
+        m.set_warnings(
+            &a,
+            Some(true),
+            [(ENDPOINT_SMTP, Some(1_796_487_066.0)), (ENDPOINT_TOKEN, Some(1_800_000_000.0))],
+        );
+        let text = encoded(&m);
+        assert!(
+            text.contains(r#"smtp_operator_degraded{namespace="",name="company",kind="ClusterSmtpSettings"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"smtp_operator_certificate_expiry_timestamp_seconds{namespace="",name="company",endpoint="smtp"} 1796487066.0"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"endpoint="token_endpoint"} 1800000000.0"#), "{text}");
+        m.set_warnings(&a, Some(false), [(ENDPOINT_SMTP, None), (ENDPOINT_TOKEN, None)]);
+        let text = encoded(&m);
+        assert!(
+            text.contains(r#"smtp_operator_degraded{namespace="",name="company",kind="ClusterSmtpSettings"} 0"#),
+            "{text}"
+        );
+        assert!(series(&text, "smtp_operator_certificate_expiry_timestamp_seconds").is_empty(), "{text}");
     }
 
     #[test]

@@ -8,12 +8,15 @@
 //!   for `CredentialsNotBoundToServer`.
 //! - [`subjects`]: the Secret annotation `smtp-operator.io/allowed-subjects` (the users a JwtBearer key may act
 //!   as) and the message for `SubjectNotAllowed`.
+//! - [`selector`]: `ClusterSmtpSettings.spec.allowedNamespaces` on a namespace's labels, and the message for
+//!   `NamespaceNotAllowed`.
 //!
 //! The rate limits of checks live in [`crate::ratelimit`].
 
 pub mod binding;
 pub mod host;
 pub mod net;
+pub mod selector;
 pub mod subjects;
 
 pub use binding::{

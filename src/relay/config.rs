@@ -1,4 +1,5 @@
-//! The relay's configuration, read from the API: its SmtpRelay, the SmtpSettings it sends through (turned
+//! The relay's configuration, read from the API: its SmtpRelay, the SmtpSettings or ClusterSmtpSettings it sends
+//! through (resolved by [`super::reconcile::settings`]; turned
 //! into a check plan by [`crate::validate::validate`], exactly as the controller does), the client accounts
 //! and the listener certificate.
 
@@ -8,9 +9,9 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 
-use super::api::{ListenTlsMode, SettingsKind, SmtpRelay, credentials_secret_name};
+use super::api::{ListenTlsMode, SmtpRelay, credentials_secret_name};
 use super::auth::Account;
-use crate::api::SmtpSettings;
+use super::reconcile::settings::{self, Resolved};
 use crate::cli::RelayArgs;
 use crate::engine::SecretValue;
 use crate::policy;
@@ -42,6 +43,7 @@ pub fn options(args: &RelayArgs) -> anyhow::Result<SecurityPolicy> {
             .map_err(|e| anyhow::anyhow!("--denied-cidrs {:?}: {e}", args.denied_cidrs))?,
         require_secret_binding: args.require_secret_binding,
         helo_name: hostname(),
+        cluster_resource_namespace: args.cluster_resource_namespace.clone().filter(|s| !s.trim().is_empty()),
     })
 }
 
@@ -103,17 +105,21 @@ pub async fn load(
 ) -> anyhow::Result<(RelayConfig, String)> {
     let relay = Api::<SmtpRelay>::namespaced(client.clone(), ns).get(name).await?;
     let spec = &relay.spec;
-    if spec.settings_ref.kind == SettingsKind::ClusterSmtpSettings {
-        anyhow::bail!("settingsRef.kind ClusterSmtpSettings is not supported by this relay version");
-    }
-    let settings = Api::<SmtpSettings>::namespaced(client.clone(), ns).get(&spec.settings_ref.name).await?;
-    let refs = validate::references(&settings.spec);
-    let objects = referenced(client, ns, &refs).await?;
-    let plan = validate::validate(&settings.spec, ns, &objects, options).map_err(|e| {
-        anyhow::anyhow!("SmtpSettings {:?} is not usable: {:?}: {}", settings.metadata.name, e.reason, e.message)
+    let cluster_ns = options.cluster_resource_namespace.as_deref();
+    let (settings, refs_ns, settings_versions) =
+        match settings::resolve(client, ns, &spec.settings_ref, cluster_ns).await? {
+            Resolved::Found { spec, references_namespace, versions, .. } => (spec, references_namespace, versions),
+            // a namespace the ClusterSmtpSettings does not allow: nothing is read from it, nothing is sent
+            Resolved::Refused { reason, message } => anyhow::bail!("{reason}: {message}"),
+        };
+    let settings = *settings;
+    let refs = validate::references(&settings);
+    let objects = referenced(client, &refs_ns, &refs).await?;
+    let plan = validate::validate(&settings, &refs_ns, &objects, options).map_err(|e| {
+        anyhow::anyhow!("settings {:?} are not usable: {:?}: {}", spec.settings_ref.name, e.reason, e.message)
     })?;
     let mut versions = vec![relay.metadata.resource_version.clone().unwrap_or_default()];
-    versions.push(settings.metadata.resource_version.clone().unwrap_or_default());
+    versions.extend(settings_versions);
     versions.extend(objects.versions(&refs));
 
     let mut accounts = Vec::new();

@@ -1,5 +1,7 @@
 //! Relay metrics (prefix `smtp_relay_`): `smtp_relay_messages_total{result,class}`,
-//! `smtp_relay_upstream_duration_seconds`, `smtp_relay_auth_failures_total{reason}`. Counters are registered without `_total` (the client adds it).
+//! `smtp_relay_upstream_duration_seconds`, `smtp_relay_auth_failures_total{reason}`,
+//! `smtp_relay_upstream_sessions_total{source}` (`opened` = connect + TLS + AUTH, `pooled` = an idle session reused),
+//! `smtp_relay_token_requests_total{result}` (`Succeeded`, `Failed`: OAuth2 token requests the relay sent). Counters are registered without `_total` (the client adds it).
 
 use std::sync::Mutex;
 
@@ -21,7 +23,21 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
 pub struct RelayMetrics {
+    sessions: Family<SourceLabels, Counter>,
+    tokens: Family<ResultLabels, Counter>,
+    /// The token cache's counters at the last sync (successes, failures).
+    tokens_seen: Mutex<(u64, u64)>,
     messages: Family<MessageLabels, Counter>,
     upstream: Histogram,
     auth_failures: Family<ReasonLabels, Counter>,
@@ -33,6 +49,8 @@ impl Default for RelayMetrics {
         let messages = Family::<MessageLabels, Counter>::default();
         let upstream = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let auth_failures = Family::<ReasonLabels, Counter>::default();
+        let sessions = Family::<SourceLabels, Counter>::default();
+        let tokens = Family::<ResultLabels, Counter>::default();
         let mut registry = Registry::with_prefix("smtp_relay");
         registry.register("messages", "Messages by result and the reply class the client got", messages.clone());
         registry.register(
@@ -41,7 +59,21 @@ impl Default for RelayMetrics {
             upstream.clone(),
         );
         registry.register("auth_failures", "Failed client logins, by reason", auth_failures.clone());
-        Self { messages, upstream, auth_failures, registry: Mutex::new(registry) }
+        registry.register(
+            "upstream_sessions",
+            "Upstream sessions a transaction started on: opened (connect, TLS, AUTH) or pooled (reused)",
+            sessions.clone(),
+        );
+        registry.register("token_requests", "OAuth2 token requests sent, by result", tokens.clone());
+        Self {
+            sessions,
+            tokens,
+            tokens_seen: Mutex::new((0, 0)),
+            messages,
+            upstream,
+            auth_failures,
+            registry: Mutex::new(registry),
+        }
     }
 }
 
@@ -55,8 +87,21 @@ impl RelayMetrics {
         self.upstream.observe(seconds);
     }
 
+    pub fn upstream_session(&self, source: &str) {
+        self.sessions.get_or_create(&SourceLabels { source: source.into() }).inc();
+    }
+
     pub fn auth_failure(&self, reason: &str) {
         self.auth_failures.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+    }
+
+    /// Brings the token counters up to the token cache's own (which counts every request it sends).
+    pub fn sync_tokens(&self, successes: u64, failures: u64) {
+        let mut seen = self.tokens_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let inc = |result: &str, by: u64| self.tokens.get_or_create(&ResultLabels { result: result.into() }).inc_by(by);
+        inc("Succeeded", successes.saturating_sub(seen.0));
+        inc("Failed", failures.saturating_sub(seen.1));
+        *seen = (successes.max(seen.0), failures.max(seen.1));
     }
 
     pub fn encode(&self) -> String {

@@ -10,6 +10,7 @@ mod io;
 mod message;
 mod metrics;
 pub mod objects;
+mod pool;
 pub mod reconcile;
 mod session;
 
@@ -50,6 +51,7 @@ pub struct Relay {
     lockout: auth::Lockout,
     rate: RwLock<(u32, Arc<Limiter>)>,
     metrics: metrics::RelayMetrics,
+    pool: pool::Pool,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -164,11 +166,15 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
         lockout: auth::Lockout::new(5, Duration::from_secs(600), Duration::from_secs(300)),
         rate: RwLock::new((per_minute, limiter(per_minute))),
         metrics: metrics::RelayMetrics::default(),
+        pool: pool::Pool::default(),
         shutdown: shutdown_rx.clone(),
     });
     let encode = {
         let relay = relay.clone();
-        Arc::new(move || relay.metrics.encode())
+        Arc::new(move || {
+            relay.metrics.sync_tokens(relay.tokens.token_successes(), relay.tokens.token_failures());
+            relay.metrics.encode()
+        })
     };
     let _http = crate::http::serve_with(&args.metrics_addr, encode, health.clone()).await?;
     let listener = TcpListener::bind(&addr).await.map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
@@ -190,6 +196,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
                 });
             }
             _ = reload.tick() => {
+                relay.pool.reap(&relay.config());
                 match config::load(&client, &args.namespace, &args.name, &options).await {
                     Ok((cfg, fp)) if fp != fingerprint => {
                         info!("relay configuration changed; new sessions use it");
@@ -207,6 +214,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
     drop(listener);
     health.caches_synced.store(false, Ordering::Release);
     drain(sessions).await;
+    relay.pool.close().await;
     info!("relay stopped");
     Ok(())
 }

@@ -1,7 +1,11 @@
 //! The relay controller: for each SmtpRelay, server-side apply of the objects [`super::objects::build`]
 //! returns (owner references on every one, so deleting the SmtpRelay lets the garbage collector remove them),
-//! the credentials Secret created once (never rotated unless deleted), and the status: `Ready` when the
-//! upstream SmtpSettings is Ready and the relay pods are available, `endpoint`, `credentialsSecret`.
+//! the credentials Secret created once (never rotated unless deleted), and the status: `Valid` (the
+//! `settingsRef` names usable settings: [`settings::resolve`]), `Ready` when the upstream settings are Ready and
+//! the relay pods are available, `endpoint`, `credentialsSecret`. A relay that uses a ClusterSmtpSettings also
+//! gets its [`objects::ClusterAccess`], which no owner reference can cover: a finalizer removes it.
+
+pub mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +17,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -23,11 +28,14 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::api::{SmtpRelay, SmtpRelayStatus, credentials_secret_name};
+use super::api::{SettingsKind, SettingsRef, SmtpRelay, SmtpRelayStatus, credentials_secret_name};
 use super::objects::{self, RelayPodSettings};
-use crate::api::SmtpSettings;
 use crate::conditions::{self, Desired, Status};
 use crate::validate;
+use settings::Resolved;
+
+/// The finalizer of an SmtpRelay that has [`objects::ClusterAccess`] objects.
+pub const FINALIZER: &str = "smtp-operator.io/relay-cluster-access";
 
 /// Field manager of everything the relay controller writes.
 pub const MANAGER: &str = "smtp-operator-relay";
@@ -44,6 +52,8 @@ pub fn pod_settings(args: &crate::cli::RunArgs) -> RelayPodSettings {
         denied_cidrs: args.denied_cidrs.clone(),
         require_secret_binding: args.require_secret_binding,
         network_policy: std::env::var("SMTP_OPERATOR_RELAY_NETWORK_POLICY").is_ok_and(|v| v == "true"),
+        cluster_resource_namespace: crate::controller::run::cluster_settings_enabled(args)
+            .then(|| crate::controller::run::cluster_resource_namespace(args)),
     }
 }
 
@@ -110,8 +120,13 @@ pub async fn apply_relay(
     pod: &RelayPodSettings,
 ) -> anyhow::Result<SmtpRelayStatus> {
     let ns = relay.namespace().ok_or_else(|| anyhow::anyhow!("SmtpRelay without namespace"))?;
-    let settings = Api::<SmtpSettings>::namespaced(client.clone(), &ns).get_opt(&relay.spec.settings_ref.name).await?;
-    let refs = settings.as_ref().map(|s| validate::references(&s.spec)).unwrap_or_default();
+    let cluster_ns = pod.cluster_resource_namespace.as_deref();
+    let resolved = settings::resolve(client, &ns, &relay.spec.settings_ref, cluster_ns).await?;
+    let refs = match &resolved {
+        Resolved::Found { spec, .. } => validate::references(spec),
+        Resolved::Refused { .. } => Vec::new(),
+    };
+    sync_cluster_access(client, relay, &resolved, &refs, cluster_ns).await?;
     let o = objects::build(relay, &refs, pod);
     apply(client, &ns, &o.service_account).await?;
     apply(client, &ns, &o.role).await?;
@@ -128,21 +143,97 @@ pub async fn apply_relay(
         Some(np) => drop(apply(client, &ns, np).await?),
         None => delete_if_present::<NetworkPolicy>(client, &ns, &name).await?,
     }
-    let settings_ready = settings.as_ref().map(|s| {
-        s.status
-            .as_ref()
-            .and_then(|st| conditions::find(&st.conditions, conditions::READY))
-            .is_some_and(|c| c.status == "True")
-    });
+    let state = match &resolved {
+        Resolved::Found { ready, .. } => SettingsState::Found { ready: *ready },
+        Resolved::Refused { reason, message } => SettingsState::Refused { reason, message },
+    };
     let available = deployment.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
-    let desired = ready_condition(&relay.spec.settings_ref.name, settings_ready, available);
+    let desired = relay_conditions(&relay.spec.settings_ref, &state, available);
     let existing = relay.status.clone().unwrap_or_default();
     Ok(SmtpRelayStatus {
         observed_generation: relay.metadata.generation,
-        conditions: conditions::merge(&existing.conditions, &[desired], relay.metadata.generation, Timestamp::now()),
+        conditions: conditions::merge(&existing.conditions, &desired, relay.metadata.generation, Timestamp::now()),
         endpoint: Some(format!("{name}.{ns}.svc:{}", relay.spec.listen.port)),
         credentials_secret: Some(credentials),
     })
+}
+
+/// A relay using an allowed ClusterSmtpSettings gets its cluster access (finalizer first, so it is never left
+/// behind); any other relay that still carries the finalizer loses that access (e.g. the namespace is no
+/// longer allowed, or `settingsRef` changed).
+async fn sync_cluster_access(
+    client: &Client,
+    relay: &SmtpRelay,
+    resolved: &Resolved,
+    refs: &[validate::Reference],
+    cluster_ns: Option<&str>,
+) -> anyhow::Result<()> {
+    match resolved {
+        Resolved::Found { cluster: true, references_namespace, .. } => {
+            add_finalizer(client, relay).await?;
+            let a = objects::cluster_access(relay, refs, references_namespace);
+            let api = |ns: &str| {
+                (Api::<Role>::namespaced(client.clone(), ns), Api::<RoleBinding>::namespaced(client.clone(), ns))
+            };
+            let params = PatchParams::apply(MANAGER).force();
+            let name = a.cluster_role.name_any();
+            Api::<ClusterRole>::all(client.clone()).patch(&name, &params, &Patch::Apply(&a.cluster_role)).await?;
+            Api::<ClusterRoleBinding>::all(client.clone())
+                .patch(&name, &params, &Patch::Apply(&a.cluster_role_binding))
+                .await?;
+            let (roles, bindings) = api(references_namespace);
+            roles.patch(&name, &params, &Patch::Apply(&a.role)).await?;
+            bindings.patch(&name, &params, &Patch::Apply(&a.role_binding)).await?;
+            Ok(())
+        }
+        _ if has_finalizer(relay) => release_cluster_access(client, relay, cluster_ns).await,
+        _ => Ok(()),
+    }
+}
+
+fn has_finalizer(relay: &SmtpRelay) -> bool {
+    relay.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER)
+}
+
+async fn add_finalizer(client: &Client, relay: &SmtpRelay) -> anyhow::Result<()> {
+    if has_finalizer(relay) {
+        return Ok(());
+    }
+    let mut finalizers = relay.metadata.finalizers.clone().unwrap_or_default();
+    finalizers.push(FINALIZER.into());
+    set_finalizers(client, relay, finalizers).await
+}
+
+/// Sets `metadata.finalizers`, guarded by the resourceVersion read (a concurrent change makes it fail and retry).
+async fn set_finalizers(client: &Client, relay: &SmtpRelay, finalizers: Vec<String>) -> anyhow::Result<()> {
+    let api: Api<SmtpRelay> = Api::namespaced(client.clone(), &relay.namespace().unwrap_or_default());
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": relay.metadata.resource_version}});
+    api.patch(&relay.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+/// Deletes a relay's [`objects::ClusterAccess`] (those present) and removes the finalizer. Also what a deleted
+/// SmtpRelay with the finalizer goes through.
+pub async fn release_cluster_access(
+    client: &Client,
+    relay: &SmtpRelay,
+    cluster_ns: Option<&str>,
+) -> anyhow::Result<()> {
+    let name = objects::cluster_access_name(&relay.namespace().unwrap_or_default(), &relay.name_any());
+    let gone = |r: kube::Result<_>| match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    };
+    let dp = DeleteParams::default();
+    gone(Api::<ClusterRoleBinding>::all(client.clone()).delete(&name, &dp).await.map(drop))?;
+    gone(Api::<ClusterRole>::all(client.clone()).delete(&name, &dp).await.map(drop))?;
+    if let Some(ns) = cluster_ns {
+        gone(Api::<RoleBinding>::namespaced(client.clone(), ns).delete(&name, &dp).await.map(drop))?;
+        gone(Api::<Role>::namespaced(client.clone(), ns).delete(&name, &dp).await.map(drop))?;
+    }
+    let rest: Vec<String> = relay.metadata.finalizers.iter().flatten().filter(|f| *f != FINALIZER).cloned().collect();
+    set_finalizers(client, relay, rest).await
 }
 
 async fn delete_if_present<K>(client: &Client, ns: &str, name: &str) -> anyhow::Result<()>
@@ -157,21 +248,43 @@ where
     }
 }
 
-/// The Ready condition (pure): the upstream settings Ready and at least one relay pod available.
-pub fn ready_condition(settings: &str, settings_ready: Option<bool>, available: i32) -> Desired {
-    let (status, reason, message) = match (settings_ready, available) {
-        (None, _) => {
-            (Status::False, "SettingsNotFound", format!("SmtpSettings {settings:?} does not exist in this namespace"))
-        }
-        (Some(false), _) => (
-            Status::False,
-            "SettingsNotReady",
-            format!("SmtpSettings {settings:?} is not Ready; see `kubectl describe smtp {settings}`"),
-        ),
-        (Some(true), 0) => (Status::False, "PodsNotAvailable", "no relay pod is available yet".to_owned()),
-        (Some(true), _) => (Status::True, "Available", format!("relaying to SmtpSettings {settings:?}")),
+/// What the relay controller knows of the referenced settings.
+#[derive(Clone, Copy, Debug)]
+pub enum SettingsState<'a> {
+    /// Usable settings, Ready or not.
+    Found { ready: bool },
+    /// Not usable: `SettingsNotFound` or `NamespaceNotAllowed`, with the message.
+    Refused { reason: &'a str, message: &'a str },
+}
+
+/// The `Valid` and `Ready` conditions (pure): Valid when the reference resolves to usable settings; Ready when
+/// those settings are Ready and at least one relay pod is available.
+pub fn relay_conditions(r: &SettingsRef, settings: &SettingsState, available: i32) -> Vec<Desired> {
+    let kind = match r.kind {
+        SettingsKind::SmtpSettings => "SmtpSettings",
+        SettingsKind::ClusterSmtpSettings => "ClusterSmtpSettings",
     };
-    Desired::new(conditions::READY, status, reason, message)
+    let name = &r.name;
+    let valid = |status, reason: &str, message: String| Desired::new(conditions::VALID, status, reason, message);
+    let ready = |status, reason: &str, message: String| Desired::new(conditions::READY, status, reason, message);
+    match (settings, available) {
+        (SettingsState::Refused { reason, message }, _) => {
+            vec![valid(Status::False, reason, message.to_string()), ready(Status::False, reason, message.to_string())]
+        }
+        (SettingsState::Found { ready: settings_ready }, available) => {
+            let usable = valid(Status::True, "Valid", format!("settingsRef names {kind} {name:?}"));
+            let r = match (settings_ready, available) {
+                (false, _) => ready(
+                    Status::False,
+                    "SettingsNotReady",
+                    format!("{kind} {name:?} is not Ready; see `kubectl describe {kind} {name}`"),
+                ),
+                (true, 0) => ready(Status::False, "PodsNotAvailable", "no relay pod is available yet".to_owned()),
+                (true, _) => ready(Status::True, "Available", format!("relaying to {kind} {name:?}")),
+            };
+            vec![usable, r]
+        }
+    }
 }
 
 /// Writes the status when it differs.
@@ -191,6 +304,16 @@ struct Ctx {
 }
 
 async fn reconcile(relay: Arc<SmtpRelay>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
+    if relay.metadata.deletion_timestamp.is_some() {
+        if has_finalizer(&relay)
+            && let Err(e) =
+                release_cluster_access(&ctx.client, &relay, ctx.pod.cluster_resource_namespace.as_deref()).await
+        {
+            warn!(relay = %relay.name_any(), error = %format!("{e:#}"), "removing the relay's cluster access failed");
+            return Ok(Action::requeue(Duration::from_secs(10)));
+        }
+        return Ok(Action::await_change());
+    }
     match apply_relay(&ctx.client, &relay, &ctx.pod).await {
         Ok(status) => {
             if let Err(e) = write_status(&ctx.client, &relay, &status).await {
@@ -233,16 +356,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ready_needs_settings_ready_and_an_available_pod() {
-        for (settings, available, status, reason) in [
-            (None, 1, Status::False, "SettingsNotFound"),
-            (Some(false), 2, Status::False, "SettingsNotReady"),
-            (Some(true), 0, Status::False, "PodsNotAvailable"),
-            (Some(true), 1, Status::True, "Available"),
-        ] {
-            let d = ready_condition("office", settings, available);
-            assert_eq!((d.status, d.reason.as_str()), (status, reason), "{settings:?} {available}");
+    fn conditions_need_usable_settings_ready_and_an_available_pod() {
+        let r = |kind| SettingsRef { kind, name: "office".into() };
+        let refused = SettingsState::Refused { reason: "NamespaceNotAllowed", message: "not this namespace" };
+        let missing = SettingsState::Refused { reason: "SettingsNotFound", message: "no such settings" };
+        let found = |ready| SettingsState::Found { ready };
+        use SettingsKind::*;
+        #[rustfmt::skip]
+        let cases = [
+            (ClusterSmtpSettings, refused, 1, ("False", "NamespaceNotAllowed"), ("False", "NamespaceNotAllowed")),
+            (SmtpSettings, missing, 1, ("False", "SettingsNotFound"), ("False", "SettingsNotFound")),
+            (SmtpSettings, found(false), 2, ("True", "Valid"), ("False", "SettingsNotReady")),
+            (ClusterSmtpSettings, found(true), 0, ("True", "Valid"), ("False", "PodsNotAvailable")),
+            (ClusterSmtpSettings, found(true), 1, ("True", "Valid"), ("True", "Available")),
+        ];
+        for (kind, state, available, valid, ready) in cases {
+            let d = relay_conditions(&r(kind), &state, available);
+            let got =
+                |t: &str| d.iter().find(|c| c.type_ == t).map(|c| (c.status.as_str(), c.reason.as_str())).unwrap();
+            assert_eq!((got("Valid"), got("Ready")), (valid, ready), "{kind:?} {state:?} {available}");
         }
+        let d = relay_conditions(&r(ClusterSmtpSettings), &refused, 1);
+        assert_eq!(d[0].message, "not this namespace");
+        let d = relay_conditions(&r(ClusterSmtpSettings), &found(false), 1);
+        assert!(d[1].message.contains("ClusterSmtpSettings \"office\""), "{}", d[1].message);
     }
 
     #[test]

@@ -127,8 +127,20 @@ impl Session {
                 Ok(Flow::Close) | Err(_) => break,
             }
         }
-        if let Some(u) = self.upstream.take() {
+        self.release_upstream().await;
+    }
+
+    /// Gives the upstream session back to the pool when it can carry another transaction: not in the middle of a
+    /// body (dropped: the upstream discards a body that never ended), an open MAIL/RCPT reset first.
+    async fn release_upstream(&mut self) {
+        let Some(mut u) = self.upstream.take() else { return };
+        if u.in_data() || (self.tx.take().is_some() && u.rset().await.is_err()) {
+            return;
+        }
+        if *self.relay.shutdown.borrow() {
             u.quit().await;
+        } else {
+            self.relay.pool.put(u, self.cfg.clone());
         }
     }
 
@@ -379,13 +391,25 @@ impl Session {
         self.send(reply).await.map(|_| Flow::Continue)
     }
 
-    /// MAIL upstream, opening (or reusing) the session; a dead reused session is replaced once.
+    /// MAIL upstream on the session kept from the last transaction, an idle one from the pool, or a new one; a
+    /// reused session that turns out dead is replaced once.
     async fn upstream_mail(&mut self, from: &str, eight_bit: bool) -> Result<R, R> {
-        for _ in 0..2 {
-            let reused = self.upstream.is_some();
+        for attempt in 0..2 {
+            let mut reused = self.upstream.is_some();
+            if !reused
+                && attempt == 0
+                && let Some(u) = self.relay.pool.take(&self.cfg)
+            {
+                self.relay.metrics.upstream_session("pooled");
+                self.upstream = Some(u);
+                reused = true;
+            }
             if self.upstream.is_none() {
                 match self.relay.open_upstream(&self.cfg).await {
-                    Ok(u) => self.upstream = Some(u),
+                    Ok(u) => {
+                        self.relay.metrics.upstream_session("opened");
+                        self.upstream = Some(u);
+                    }
                     Err(m) => {
                         info!(client = %self.ip, error = %m, "upstream session could not be opened");
                         self.relay.metrics.message("upstream_unavailable", 4);
@@ -397,6 +421,8 @@ impl Session {
             let sender = if from.is_empty() { None } else { Some(from) };
             match u.mail(sender, eight_bit).await {
                 Ok(reply) => return Ok(passthrough(reply.code, &reply.text)),
+                // a kept session the server closed meanwhile ("421 4.4.2 timeout exceeded"): replaced once
+                Err(UpstreamError::Rejected(reply)) if reused && reply.code == 421 => self.upstream = None,
                 Err(UpstreamError::Rejected(reply)) => {
                     self.relay.metrics.message("upstream_refused", reply.code / 100);
                     return Err(passthrough(reply.code, &reply.text));

@@ -15,6 +15,8 @@ Flags:
   --ca private                   generate a fresh CA + server certificate at start (the default with TLS)
   --ca-out PATH                  where to write the CA PEM (default: a file next to --events or in a temp dir)
   --wrong-name                   the server certificate is for "wrong.invalid" only (no 127.0.0.1/localhost)
+  --cert-days N                  the server certificate expires in N days (default 90)
+  --auth-before-tls              with --tls starttls: offer AUTH already before STARTTLS (as well as after)
   --auth plain,login,xoauth2     mechanisms offered (default: none; AUTH is then not advertised)
   --user U --password P          the accepted PLAIN/LOGIN credentials
   --xoauth2-token T              the accepted XOAUTH2 bearer token (user must equal --user when given)
@@ -91,14 +93,14 @@ class Events:
             f.flush()
 
 
-def make_certs(out_dir, wrong_name, host="127.0.0.1"):
+def make_certs(out_dir, wrong_name, host="127.0.0.1", days=90):
     """A fresh CA and a server certificate signed by it (testca.py, in a new directory so nothing is reused):
     for 127.0.0.1, ::1, localhost and the --host address, or only for `wrong.invalid` with --wrong-name."""
     import testca
 
     ips = tuple(dict.fromkeys(("127.0.0.1", "::1", host)))
     names, ips = (("wrong.invalid",), ()) if wrong_name else (("localhost",), ips)
-    paths = testca.ensure(tempfile.mkdtemp(prefix="certs-", dir=out_dir), names=names, ips=ips)
+    paths = testca.ensure(tempfile.mkdtemp(prefix="certs-", dir=out_dir), names=names, ips=ips, days=days)
     return paths["ca"], paths["cert"], paths["key"]
 
 
@@ -163,6 +165,10 @@ class Handler:
         if self.args.reject_data:
             return "554 5.7.1 Message rejected as spam"
         return "250 2.0.0 OK queued as TEST1"
+
+    async def handle_RSET(self, server, session, envelope):
+        self.events.emit("rset")
+        return "250 OK"
 
     async def handle_QUIT(self, server, session, envelope):
         self.events.emit("quit")
@@ -284,6 +290,8 @@ def main():
     p.add_argument("--ca", choices=["private"], default="private")
     p.add_argument("--ca-out")
     p.add_argument("--wrong-name", action="store_true")
+    p.add_argument("--cert-days", type=int, default=90)
+    p.add_argument("--auth-before-tls", action="store_true")
     p.add_argument("--auth", default="")
     p.add_argument("--user")
     p.add_argument("--password")
@@ -326,7 +334,7 @@ def main():
             else os.path.dirname(os.path.abspath(args.events)) if args.events
             else tempfile.mkdtemp(prefix="smtp-peer-")
         )
-        ca_path, cert_path, key_path = make_certs(out_dir, args.wrong_name, args.host)
+        ca_path, cert_path, key_path = make_certs(out_dir, args.wrong_name, args.host, args.cert_days)
         if args.ca_out and os.path.abspath(args.ca_out) != ca_path:
             with open(ca_path, "rb") as src, open(args.ca_out, "wb") as dst:
                 dst.write(src.read())
@@ -357,6 +365,11 @@ def main():
         # token sent after the empty challenge) must fit, while commands are still capped by --max-line.
         line_length_limit = 64 * 1024
 
+        def connection_lost(self, exc):
+            # the client's connection ended (QUIT, close or a dead process): lets a test wait for it
+            events.emit("disconnect")
+            super().connection_lost(exc)
+
     exclude = [m for m in ("PLAIN", "LOGIN", "XOAUTH2") if m not in mechs]
     starttls_ctx = tls_ctx if args.tls == "starttls" else None
 
@@ -371,7 +384,9 @@ def main():
             require_starttls=False,
             # With TLS configured, AUTH is offered only after STARTTLS. Without TLS (or with STARTTLS
             # withheld) it is offered in plain text, so a client that falls back to plain is caught.
-            auth_require_tls=(args.tls == "starttls" and not args.no_starttls),
+            # --auth-before-tls offers it before STARTTLS anyway (a server the early warning
+            # AuthOverPlaintextOffered is about).
+            auth_require_tls=(args.tls == "starttls" and not args.no_starttls and not args.auth_before_tls),
             authenticator=authenticator,
             auth_exclude_mechanism=exclude,
             decode_data=False,

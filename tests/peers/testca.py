@@ -35,10 +35,20 @@ def _key_pem(key):
     )
 
 
-def ensure(directory, names=("localhost",), ips=("127.0.0.1", "::1"), valid=None):
+def _expires_within(path, now, days):
+    with open(path, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    return cert.not_valid_after_utc < now + datetime.timedelta(days=days)
+
+
+def ensure(directory, names=("localhost",), ips=("127.0.0.1", "::1"), days=90, valid=None):
     """Creates (or reuses) the CA and the server certificate in `directory`; returns a dict of paths.
-    `valid`: (not_before, not_after) of the server certificate as offsets from now (datetime.timedelta), e.g.
-    an expired or a not-yet-valid one; default (-5 minutes, +7 days)."""
+
+    The server certificate is valid for `days` (default 90: longer than the operator's default early-warning
+    window of 14 days, so ordinary peers raise no CertificateExpiresSoon; a test of that warning passes e.g. 3).
+    A reused server certificate that expires within 30 days is replaced (unless `days` asks for less).
+    `valid`: (not_before, not_after) of the server certificate as offsets from now (datetime.timedelta), e.g. an
+    expired or a not-yet-valid one (tests/peers/fault_peer.py, in a fresh directory); it overrides `days`."""
     os.makedirs(directory, exist_ok=True)
     paths = {
         "ca": os.path.join(directory, "ca.pem"),
@@ -62,7 +72,7 @@ def ensure(directory, names=("localhost",), ips=("127.0.0.1", "::1"), valid=None
             .public_key(ca_key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=30))
+            .not_valid_after(now + datetime.timedelta(days=400))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -78,7 +88,10 @@ def ensure(directory, names=("localhost",), ips=("127.0.0.1", "::1"), valid=None
         _write(paths["ca_key"], _key_pem(ca_key), 0o600)
         _write(paths["ca"], ca_cert.public_bytes(serialization.Encoding.PEM))
 
-    if not (os.path.exists(paths["cert"]) and os.path.exists(paths["key"])):
+    reuse = os.path.exists(paths["cert"]) and os.path.exists(paths["key"])
+    if reuse and days >= 30 and _expires_within(paths["cert"], now, 30):
+        reuse = False
+    if not reuse:
         key = ec.generate_private_key(ec.SECP256R1())
         sans = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
         cert = (
@@ -88,7 +101,7 @@ def ensure(directory, names=("localhost",), ips=("127.0.0.1", "::1"), valid=None
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now + (valid[0] if valid else -datetime.timedelta(minutes=5)))
-            .not_valid_after(now + (valid[1] if valid else datetime.timedelta(days=7)))
+            .not_valid_after(now + (valid[1] if valid else datetime.timedelta(days=days)))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

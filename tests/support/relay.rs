@@ -28,6 +28,12 @@ impl RelayProcess {
     }
 
     pub fn start_from(ns: &str, name: &str, args: &[&str], ip: &str) -> RelayProcess {
+        RelayProcess::start_with_env(ns, name, args, ip, &[])
+    }
+
+    /// [`RelayProcess::start_from`] with extra environment variables (e.g. `KUBECONFIG` of the relay's
+    /// ServiceAccount, to run with exactly the RBAC the operator made for it).
+    pub fn start_with_env(ns: &str, name: &str, args: &[&str], ip: &str, env: &[(&str, &str)]) -> RelayProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("relay.log");
         let file = std::fs::File::create(&log).expect("log file");
@@ -36,6 +42,7 @@ impl RelayProcess {
             .args(["--listen-addr", &format!("{ip}:0")])
             .args(args)
             .env("RUST_LOG", "debug,hyper=info,tower=info,rustls=info,h2=info,kube=info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
@@ -243,4 +250,98 @@ pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The Alertmanager binary: `SMTP_OPERATOR_ALERTMANAGER_BIN` (set by scripts/test), else what
+/// `scripts/build-alertmanager` prints (it builds once into the cache).
+pub fn alertmanager_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("SMTP_OPERATOR_ALERTMANAGER_BIN")
+        && !bin.is_empty()
+    {
+        return PathBuf::from(bin);
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-alertmanager");
+    let out = Command::new("bash").arg(script).stderr(Stdio::inherit()).output().expect("run build-alertmanager");
+    assert!(out.status.success(), "scripts/build-alertmanager failed");
+    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").lines().last().expect("path").trim())
+}
+
+/// A running Alertmanager (no clustering, its own storage) with the given configuration; killed on drop.
+pub struct Alertmanager {
+    child: Child,
+    pub addr: String,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    pub fn start(config_yaml: &str) -> Alertmanager {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("alertmanager.yml");
+        std::fs::write(&config, config_yaml).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let log = dir.path().join("alertmanager.log");
+        let child = Command::new(alertmanager_bin())
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--cluster.listen-address=")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn alertmanager");
+        let am = Alertmanager { child, addr, log, _dir: dir };
+        wait_until(60, "Alertmanager ready", || {
+            Command::new("curl")
+                .args(["-sf", &format!("http://{}/-/ready", am.addr)])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        am
+    }
+
+    /// Posts alerts (a JSON array) to `/api/v2/alerts`.
+    pub fn post_alerts(&self, alerts: &Value) {
+        let out = Command::new("curl")
+            .args(["-sf", "-XPOST", "-H", "Content-Type: application/json", "--data-binary", &alerts.to_string()])
+            .arg(format!("http://{}/api/v2/alerts", self.addr))
+            .output()
+            .expect("run curl");
+        assert!(out.status.success(), "posting alerts failed:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A self-signed certificate for `san` (e.g. `IP:127.0.0.1`, `DNS:mail-relay.ns.svc`; openssl) as a Secret with
+/// `tls.crt` and `tls.key`, as cert-manager writes them; returns the certificate (PEM), for a client's CA bundle.
+pub async fn tls_secret(client: &kube::Client, ns: &str, name: &str, san: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=relay.test", "-addext", &format!("subjectAltName={san}")])
+        // an end-entity certificate (openssl's default for -x509 is a CA, which TLS clients refuse as a server's)
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (crt, key) = (std::fs::read(crt).unwrap(), std::fs::read(key).unwrap());
+    super::operator::create_secret(client, ns, name, &[("tls.crt", &crt), ("tls.key", &key)], &[]).await;
+    String::from_utf8(crt).unwrap()
 }

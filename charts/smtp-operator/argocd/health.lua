@@ -1,6 +1,9 @@
--- Argo CD health check for smtp-operator.io/SmtpSettings.
--- Install it as `resource.customizations.health.smtp-operator.io_SmtpSettings` in argocd-cm (see README.md).
---   Healthy      Ready=True and the operator has observed the current generation
+-- Argo CD health check for smtp-operator.io/SmtpSettings and smtp-operator.io/ClusterSmtpSettings (same status).
+-- Install it as `resource.customizations.health.smtp-operator.io_SmtpSettings` and
+-- `resource.customizations.health.smtp-operator.io_ClusterSmtpSettings` in argocd-cm (see README.md).
+--   Healthy      Ready=True and the operator has observed the current generation; with an early warning
+--                (Degraded=True: CertificateExpiresSoon, AuthOverPlaintextOffered, BasicAuthDeprecated) still
+--                Healthy (mail flows), the message is then the warning's
 --   Progressing  no status yet, the current generation not observed yet, or Ready=Unknown
 --                (CheckPending: a check is owed; CheckDeferred: waiting for the rate limits)
 --   Degraded     Ready=False; the message is the Ready condition's message
@@ -37,10 +40,13 @@ if generation ~= nil and observed ~= nil and observed < generation then
 end
 
 local ready = nil
+local degraded = nil
 if obj.status.conditions ~= nil then
   for _, c in ipairs(obj.status.conditions) do
     if c.type == "Ready" then
       ready = c
+    elseif c.type == "Degraded" then
+      degraded = c
     end
   end
 end
@@ -65,6 +71,9 @@ end
 if ready.status == "True" then
   hs.status = "Healthy"
   hs.message = message
+  if degraded ~= nil and degraded.status == "True" then
+    hs.message = "Warning (" .. tostring(degraded.reason) .. "): " .. tostring(degraded.message)
+  end
 elseif ready.status == "False" then
   hs.status = "Degraded"
   hs.message = message

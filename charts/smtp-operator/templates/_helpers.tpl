@@ -90,6 +90,33 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: ["create", "patch"]
 {{- end }}
 
+{{/* ClusterSmtpSettings (cluster-wide install only; the namespaced install disables them): the objects and their
+status. Their Secrets and ConfigMaps live in the cluster resource namespace, which the cluster-wide rules above
+already cover; `namespaces` are read for the labels `spec.allowedNamespaces` selects on. An SmtpRelay using a
+ClusterSmtpSettings gets a ClusterRole/ClusterRoleBinding (that ClusterSmtpSettings and its own Namespace, by
+name) and a Role/RoleBinding in the cluster resource namespace (the settings' Secrets/ConfigMaps, by name); no
+owner reference can cover those, so the operator deletes them itself behind a finalizer on the SmtpRelay. */}}
+{{- define "smtp-operator.clusterSettingsRules" -}}
+- apiGroups: ["smtp-operator.io"]
+  resources: ["clustersmtpsettings"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["smtp-operator.io"]
+  resources: ["clustersmtpsettings/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["clusterroles", "clusterrolebindings"]
+  verbs: ["get", "create", "patch", "update", "delete"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["delete"]
+- apiGroups: ["smtp-operator.io"]
+  resources: ["smtprelays"]
+  verbs: ["patch"]
+{{- end }}
+
 {{/* What the relay controller needs for SmtpRelays (docs/relay.md): their objects, by server-side apply.
 The Role it creates for a relay grants only `get` on named Secrets/ConfigMaps, which the operator holds. */}}
 {{- define "smtp-operator.relayRules" -}}

@@ -287,7 +287,11 @@ mod tests {
     }
 
     fn token(value: &str, secs: Option<u64>) -> Result<AccessToken, TokenError> {
-        Ok(AccessToken { token: SecretValue::new(value), expires_in: secs.map(Duration::from_secs) })
+        Ok(AccessToken {
+            token: SecretValue::new(value),
+            expires_in: secs.map(Duration::from_secs),
+            certificates: vec![],
+        })
     }
 
     fn refused() -> Result<AccessToken, TokenError> {

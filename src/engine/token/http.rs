@@ -64,6 +64,8 @@ pub struct HttpClient {
     pub timeout: Duration,
     pub policy: DialPolicy,
     tls: Arc<rustls::ClientConfig>,
+    /// The certificates the endpoint presented in the last handshake (leaf first), for the early warnings.
+    presented: Arc<std::sync::Mutex<Vec<crate::engine::CertificateInfo>>>,
 }
 
 /// The parts of an `https` URL this client needs.
@@ -139,7 +141,12 @@ pub fn tls_config(extra_roots: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, 
 
 impl HttpClient {
     pub fn new(timeout: Duration, policy: DialPolicy, extra_roots: &[Vec<u8>]) -> Result<Self, HttpError> {
-        Ok(Self { timeout, policy, tls: tls_config(extra_roots)? })
+        Ok(Self { timeout, policy, tls: tls_config(extra_roots)?, presented: Arc::default() })
+    }
+
+    /// The certificates the endpoint presented in this client's last TLS handshake (leaf first).
+    pub fn presented(&self) -> Vec<crate::engine::CertificateInfo> {
+        self.presented.lock().expect("presented lock").clone()
     }
 
     /// Checks the port against the policy (done before any DNS lookup).
@@ -241,6 +248,9 @@ impl HttpClient {
             Ok(Ok(s)) => {
                 // session tickets come before the answer: ACK at once (see engine/tls.rs)
                 let _ = s.get_ref().0.set_quickack(true);
+                let chain = s.get_ref().1.peer_certificates().unwrap_or_default();
+                *self.presented.lock().expect("presented lock") =
+                    chain.iter().filter_map(|der| crate::engine::x509::parse(der)).collect();
                 Ok(s)
             }
         }

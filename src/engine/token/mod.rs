@@ -119,6 +119,9 @@ pub struct AccessToken {
     pub token: SecretValue,
     /// The server's `expires_in`, when given.
     pub expires_in: Option<Duration>,
+    /// The certificates the token endpoint presented when this token was fetched (leaf first; for
+    /// `status.lastCheck.tokenEndpointCertificate` and the early warnings).
+    pub certificates: Vec<crate::engine::CertificateInfo>,
 }
 
 /// Why no token was obtained. `message` is for humans and never holds a credential.
@@ -183,7 +186,9 @@ pub async fn request_token(req: &TokenRequest) -> Result<AccessToken, TokenError
             jwt_grant(req, private_key, subject, &client, &answer, &mut secrets).await?
         }
     };
-    conclude(result, &answer, &secrets, &endpoint)
+    let mut token = conclude(result, &answer, &secrets, &endpoint)?;
+    token.certificates = client.presented();
+    Ok(token)
 }
 
 /// Client credentials and refresh token, through the `oauth2` crate.
@@ -327,7 +332,11 @@ fn conclude(
                     resp.token_type().as_ref()
                 ));
             }
-            Ok(AccessToken { token: SecretValue::new(token.as_bytes()), expires_in: resp.expires_in() })
+            Ok(AccessToken {
+                token: SecretValue::new(token.as_bytes()),
+                expires_in: resp.expires_in(),
+                certificates: Vec::new(),
+            })
         }
         Err(RequestTokenError::Request(e)) => {
             let mut e = TokenError::from(e);

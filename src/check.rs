@@ -6,7 +6,7 @@
 
 use crate::engine::sanitize::Sanitizer;
 use crate::engine::token::TokenCache;
-use crate::engine::{self, Budget, Credentials, Failure, Reason, Report, Step, TestMessage};
+use crate::engine::{self, Budget, Credentials, Failure, FailureClass, Reason, Report, Step, TestMessage};
 use crate::validate::Plan;
 
 /// How long after the budget the backstop around the token request fires.
@@ -17,11 +17,21 @@ const MAX_MESSAGE_CHARS: usize = 1000;
 
 /// Runs the plan, adding `test_message` when given.
 pub async fn run(plan: &Plan, tokens: &TokenCache, test_message: Option<TestMessage>) -> Report {
+    run_classified(plan, tokens, test_message).await.0
+}
+
+/// [`run`], plus the class of the check's failure (`None` when it passed): a token failure as the token client
+/// classed it, an SMTP one by [`Failure::class`].
+pub async fn run_classified(
+    plan: &Plan,
+    tokens: &TokenCache,
+    test_message: Option<TestMessage>,
+) -> (Report, Option<FailureClass>) {
     let budget = Budget::new(plan.request.timeout);
     let mut request = plan.request.clone();
     request.test_message = test_message;
     let Some(oauth) = &plan.oauth else {
-        return engine::run_within(&request, budget).await;
+        return classified(engine::run_within(&request, budget).await);
     };
     // the token request runs first, so its own budget of the whole timeout ends with the check's deadline
     let mut token_request = oauth.request.clone();
@@ -34,14 +44,16 @@ pub async fn run(plan: &Plan, tokens: &TokenCache, test_message: Option<TestMess
             Ok(Err(e)) => {
                 let secrets = token_request.grant.secrets();
                 let message = Sanitizer::for_secrets(secrets).clean(&e.message, MAX_MESSAGE_CHARS);
-                return token_failure(e.step, e.reason, message, budget);
+                let class = if e.transient { FailureClass::Transient } else { FailureClass::Permanent };
+                return (token_failure(e.step, e.reason, message, budget), Some(class));
             }
             Err(_) => {
                 let message = format!(
                     "the token request did not finish within {}; check that the token endpoint answers",
                     budget.describe()
                 );
-                return token_failure(Step::Token, Reason::TokenRequestFailed, message, budget);
+                let failure = token_failure(Step::Token, Reason::TokenRequestFailed, message, budget);
+                return (failure, Some(FailureClass::Transient));
             }
         };
     request.credentials = Credentials::XOAuth2 { username: oauth.username.clone(), token: token.clone() };
@@ -53,7 +65,12 @@ pub async fn run(plan: &Plan, tokens: &TokenCache, test_message: Option<TestMess
     {
         tokens.invalidate(&oauth.request, &token);
     }
-    report
+    classified(report)
+}
+
+fn classified(report: Report) -> (Report, Option<FailureClass>) {
+    let class = report.outcome.as_ref().err().map(Failure::class);
+    (report, class)
 }
 
 fn token_failure(step: Step, reason: Reason, message: String, budget: Budget) -> Report {

@@ -17,6 +17,8 @@ pub mod objects;
 pub struct CheckLabels {
     pub result: String,
     pub reason: String,
+    /// `transient` or `permanent` for a failure ([`crate::vocabulary::FailureClass`]), `none` for a success.
+    pub class: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,6 +62,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub resources: Family<ReadyLabels, Gauge>,
     pub leader: Gauge,
+    /// Tasks alive in the tokio runtime, read at each scrape (a leak shows as steady growth; `scripts/soak`).
+    pub tokio_tasks: Gauge,
     /// Per-object series (`smtp_operator_ready`, `smtp_operator_last_check_timestamp_seconds`).
     pub objects: objects::ObjectMetrics,
     /// Ready status by (scope, namespace, name).
@@ -99,6 +103,12 @@ impl Default for Metrics {
             "1 while this instance holds the leader lease (or runs without election)",
             leader.clone(),
         );
+        let tokio_tasks = Gauge::default();
+        registry.register(
+            "tokio_alive_tasks",
+            "Tasks alive in the tokio runtime, read at each scrape",
+            tokio_tasks.clone(),
+        );
         let objects = objects::ObjectMetrics::default();
         objects.register(&mut registry);
         Self {
@@ -113,6 +123,7 @@ impl Default for Metrics {
             reconcile_errors,
             resources,
             leader,
+            tokio_tasks,
             objects,
             ready_by_object: Mutex::default(),
             token_seen: Mutex::default(),
@@ -122,12 +133,13 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Records a finished check.
-    pub fn observe_check(&self, report: &crate::engine::Report) {
+    pub fn observe_check(&self, report: &crate::engine::Report, class: Option<crate::vocabulary::FailureClass>) {
         let (result, reason) = match &report.outcome {
             Ok(()) => ("Succeeded", "Succeeded"),
             Err(f) => ("Failed", f.reason.as_str()),
         };
-        self.checks.get_or_create(&CheckLabels { result: result.into(), reason: reason.into() }).inc();
+        let class = class.map_or("none", |c| c.as_str()).into();
+        self.checks.get_or_create(&CheckLabels { result: result.into(), reason: reason.into(), class }).inc();
         self.check_duration.observe(report.duration.as_secs_f64());
         for (step, d) in &report.step_durations {
             self.step_duration.get_or_create(&StepLabels { step: step.as_str().into() }).observe(d.as_secs_f64());
@@ -171,6 +183,9 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.tokio_tasks.set(i64::try_from(runtime.metrics().num_alive_tasks()).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("encoding to a String cannot fail");
         out
@@ -184,13 +199,24 @@ mod tests {
     #[test]
     fn exposition_has_the_prefixed_names() {
         let m = Metrics::default();
-        m.checks.get_or_create(&CheckLabels { result: "Failed".into(), reason: "ConnectionRefused".into() }).inc();
+        m.checks
+            .get_or_create(&CheckLabels {
+                result: "Failed".into(),
+                reason: "ConnectionRefused".into(),
+                class: "transient".into(),
+            })
+            .inc();
         m.set_ready("Namespaced", "ns", "a", Some("True"));
         m.set_ready("Namespaced", "ns", "b", Some("False"));
         m.set_ready("Namespaced", "ns", "b", None);
         m.set_ready("Cluster", "", "a", Some("False"));
         let text = m.encode();
-        assert!(text.contains(r#"smtp_operator_checks_total{result="Failed",reason="ConnectionRefused"} 1"#), "{text}");
+        assert!(
+            text.contains(
+                r#"smtp_operator_checks_total{result="Failed",reason="ConnectionRefused",class="transient"} 1"#
+            ),
+            "{text}"
+        );
         assert!(
             text.contains(r#"smtp_operator_resources{namespace="ns",ready="true",scope="Namespaced"} 1"#),
             "{text}"
@@ -200,5 +226,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"smtp_operator_resources{namespace="",ready="false",scope="Cluster"} 1"#), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_tokio_task_count_is_read_at_each_scrape() {
+        let m = Metrics::default();
+        let count = |text: &str| -> i64 {
+            let line = text.lines().find(|l| l.starts_with("smtp_operator_tokio_alive_tasks ")).expect("the gauge");
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        let before = count(&m.encode());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = stopped.await;
+        });
+        assert_eq!(count(&m.encode()), before + 1, "a spawned task is counted");
+        let _ = stop.send(());
+        task.await.unwrap();
+        assert_eq!(count(&m.encode()), before, "and no longer once it ended");
     }
 }

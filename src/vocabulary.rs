@@ -114,6 +114,27 @@ reasons! {
     MessageRejected => TestEmail,
 }
 
+/// Whether a failed check is retried before its interval (docs/api.md, "When checks run"): `Transient` failures
+/// are on the server's side and may go away by themselves (4xx replies, timeouts, refused or dropped
+/// connections, a token endpoint's 5xx or 429, an endpoint that cannot be reached), retried with a capped
+/// exponential backoff; `Permanent` ones need a change (5xx replies, certificates, policy, configuration) and
+/// wait for the interval or a change. Also the `class` label of `smtp_operator_checks_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailureClass {
+    Transient,
+    Permanent,
+}
+
+impl FailureClass {
+    /// Lower-case name, used as the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Transient => "transient",
+            FailureClass::Permanent => "permanent",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -296,7 +296,10 @@ async fn check_requested_annotation_rechecks_and_metrics_are_served() {
         assert!(std::time::Instant::now() < deadline, "no {ready}:\n{body}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(body.contains(r#"smtp_operator_checks_total{result="Succeeded",reason="Succeeded"}"#), "{body}");
+    assert!(
+        body.contains(r#"smtp_operator_checks_total{result="Succeeded",reason="Succeeded",class="none"}"#),
+        "{body}"
+    );
     assert!(body.contains("smtp_operator_check_step_duration_seconds_bucket"), "{body}");
     assert!(!body.contains(PASSWORD));
     s.finish().await;

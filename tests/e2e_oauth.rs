@@ -322,7 +322,7 @@ async fn token_endpoint_refusals_are_token_request_failed_and_nothing_is_dialled
         "{body}"
     );
     assert_eq!(
-        metric(&body, r#"smtp_operator_checks_total{result="Failed",reason="TokenRequestFailed"}"#),
+        metric(&body, r#"smtp_operator_checks_total{result="Failed",reason="TokenRequestFailed",class="permanent"}"#),
         Some(2.0),
         "{body}"
     );

@@ -9,6 +9,7 @@ use crate::api::{SmtpSettingsStatus, TestEmailResult};
 use crate::conditions::{self, READY};
 use crate::ratelimit::{Deferral, Limit};
 use crate::status::{CHECK_DEFERRED, CHECK_PENDING};
+use crate::vocabulary::FailureClass;
 
 /// What the reconcile does next.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub struct Facts<'a> {
     pub min_interval: Duration,
     /// The owed test-email request, if any.
     pub test_request: Option<&'a str>,
+    /// When the last check failed transiently: the time its retry is due ([`next_retry`]).
+    pub retry_at: Option<Timestamp>,
 }
 
 impl Facts<'_> {
@@ -70,13 +73,17 @@ pub fn decide(f: &Facts, now: Timestamp, acquire: impl FnOnce() -> Result<(), De
     let last = f.status.last_check.as_ref().and_then(|l| l.time.parse::<Timestamp>().ok());
     let next_periodic = last.zip(f.period()).map(|(t, p)| t + p);
     let inputs_changed = f.status.last_check.as_ref().and_then(|l| l.inputs.as_deref()) != Some(f.inputs);
-    let due = next_periodic.is_some_and(|t| t <= now);
+    let due = next_periodic.is_some_and(|t| t <= now) || f.retry_at.is_some_and(|t| t <= now);
     // Ready=Unknown CheckPending/CheckDeferred says a check is owed: one that an operator stopped before it
     // finished (restart, crash, leader change) runs again.
     let unsettled = conditions::find(&f.status.conditions, READY)
         .is_some_and(|c| c.status == "Unknown" && (c.reason == CHECK_PENDING || c.reason == CHECK_DEFERRED));
     if !inputs_changed && !due && !unsettled && f.test_request.is_none() {
-        return Decision::Idle { until: next_periodic };
+        let until = match (next_periodic, f.retry_at) {
+            (Some(p), Some(r)) => Some(p.min(r)),
+            (p, r) => p.or(r),
+        };
+        return Decision::Idle { until };
     }
     if let Some(earliest) = last.map(|t| t + f.min_interval).filter(|e| *e > now) {
         return Decision::Deferred { until: earliest, limit: Limit::Resource };
@@ -88,6 +95,39 @@ pub fn decide(f: &Facts, now: Timestamp, acquire: impl FnOnce() -> Result<(), De
             Decision::Deferred { until: Timestamp::from_second(now.as_second() + secs).unwrap_or(now), limit: d.which }
         }
     }
+}
+
+/// The longest wait between two retries of a transient failure (a longer periodic interval still applies).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// The retry of a resource whose checks fail transiently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// Transient failures in a row.
+    pub failures: u32,
+    pub at: Timestamp,
+}
+
+/// After a check: when to retry it before its interval. A transient failure is retried after the minimum interval,
+/// doubling with every transient failure in a row (`previous` counts those before this one), at most
+/// [`MAX_BACKOFF`] and never later than the periodic check would run anyway (`period`); the rate limits still apply
+/// when it is due. A permanent failure or a success: no retry (the interval or a change triggers the next check).
+pub fn next_retry(
+    class: Option<FailureClass>,
+    previous: u32,
+    min_interval: Duration,
+    period: Option<Duration>,
+    now: Timestamp,
+) -> Option<Retry> {
+    if class != Some(FailureClass::Transient) {
+        return None;
+    }
+    let failures = previous.saturating_add(1);
+    let base = min_interval.max(Duration::from_secs(1));
+    let wait = base.saturating_mul(1u32 << (failures - 1).min(20)).min(MAX_BACKOFF);
+    let wait = period.map_or(wait, |p| wait.min(p)).max(base);
+    let at = Timestamp::from_second(now.as_second().saturating_add(wait.as_secs() as i64)).unwrap_or(now);
+    Some(Retry { failures, at })
 }
 
 /// A stable digest of what a check covers: generation, referenced object versions, check request.
@@ -177,7 +217,7 @@ mod tests {
             ("test email requested, deferred", &fresh, "in1", hour, Some("v1"), "2026-12-01T10:00:10Z", granted, deferred("2026-12-01T10:01:00Z", res)),
         ];
         for (name, status, inputs, interval, test_request, now, acquire, want) in cases {
-            let f = Facts { status, inputs, interval, min_interval: min, test_request };
+            let f = Facts { status, inputs, interval, min_interval: min, test_request, retry_at: None };
             assert_eq!(decide(&f, ts(now), acquire), want, "{name}");
         }
     }
@@ -191,6 +231,7 @@ mod tests {
             interval: None,
             min_interval: Duration::from_secs(60),
             test_request: None,
+            retry_at: None,
         };
         decide(&f, ts("2026-12-01T12:00:00Z"), || panic!("asked while idle"));
         let f = Facts { inputs: "in2", ..f };
@@ -198,6 +239,56 @@ mod tests {
         // a periodic interval below the minimum is raised to it
         let f = Facts { inputs: "in1", interval: Some(Duration::from_secs(10)), ..f };
         assert_eq!(f.period(), Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn transient_failures_back_off_permanent_ones_wait() {
+        use FailureClass::{Permanent, Transient};
+        let min = Duration::from_secs(60);
+        let hour = Some(Duration::from_secs(3600));
+        let day = Some(Duration::from_secs(86_400));
+        let at = |s: &str, failures| Some(Retry { failures, at: ts(s) });
+        // (case, class, transient failures before, period, retry)
+        #[allow(clippy::type_complexity)]
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Option<FailureClass>, u32, Option<Duration>, Option<Retry>)> = vec![
+            ("success: no retry", None, 3, hour, None),
+            ("permanent: the interval or a change", Some(Permanent), 0, hour, None),
+            ("permanent after transient ones: still none", Some(Permanent), 4, hour, None),
+            ("first transient: after the minimum interval", Some(Transient), 0, hour, at("2026-12-01T10:01:00Z", 1)),
+            ("second: doubled", Some(Transient), 1, hour, at("2026-12-01T10:02:00Z", 2)),
+            ("fifth: 16 minutes", Some(Transient), 4, hour, at("2026-12-01T10:16:00Z", 5)),
+            ("capped by the period", Some(Transient), 6, hour, at("2026-12-01T11:00:00Z", 7)),
+            ("capped at MAX_BACKOFF", Some(Transient), 9, day, at("2026-12-01T11:00:00Z", 10)),
+            ("no periodic check: capped at MAX_BACKOFF", Some(Transient), 30, None, at("2026-12-01T11:00:00Z", 31)),
+        ];
+        for (name, class, previous, period, want) in cases {
+            assert_eq!(next_retry(class, previous, min, period, ts(T0)), want, "{name}");
+        }
+        // a period below the minimum interval never makes the retry come sooner than the minimum interval
+        let r = next_retry(Some(Transient), 0, min, Some(Duration::from_secs(5)), ts(T0)).unwrap();
+        assert_eq!(r.at, ts("2026-12-01T10:01:00Z"));
+    }
+
+    #[test]
+    fn a_due_retry_is_a_check_and_an_idle_resource_wakes_up_for_it() {
+        let fresh = checked(T0, "in1");
+        let f = Facts {
+            status: &fresh,
+            inputs: "in1",
+            interval: Some(Duration::from_secs(3600)),
+            min_interval: Duration::from_secs(60),
+            test_request: None,
+            retry_at: Some(ts("2026-12-01T10:02:00Z")),
+        };
+        assert_eq!(
+            decide(&f, ts("2026-12-01T10:01:00Z"), granted),
+            Decision::Idle { until: Some(ts("2026-12-01T10:02:00Z")) }
+        );
+        assert_eq!(decide(&f, ts("2026-12-01T10:02:00Z"), granted), Decision::Check { test_request: None });
+        // bounded by the rate limits like any other check
+        let d = decide(&f, ts("2026-12-01T10:02:00Z"), refused);
+        assert_eq!(d, Decision::Deferred { until: ts("2026-12-01T10:02:06Z"), limit: Limit::Namespace });
     }
 
     #[test]

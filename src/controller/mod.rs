@@ -96,6 +96,10 @@ pub struct Context {
     written: Mutex<HashMap<String, String>>,
     /// Consecutive reconcile errors per object (`kind/namespace/name`), for per-object backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Objects (`kind/namespace/name`) whose last check failed transiently: when to retry
+    /// ([`decide::next_retry`]). In memory: after a restart the first retry comes at the interval, or at once
+    /// when the check was unfinished.
+    retries: Mutex<HashMap<String, decide::Retry>>,
 }
 
 impl Context {
@@ -111,6 +115,7 @@ impl Context {
             refs: refcache::RefCache::default(),
             written: Mutex::default(),
             failures: Mutex::default(),
+            retries: Mutex::default(),
         }
     }
 }
@@ -156,6 +161,7 @@ pub(crate) async fn reconcile<K: SettingsResource>(obj: Arc<K>, ctx: Arc<Context
             interval: plan.interval,
             min_interval: ctx.settings.limits.min_interval,
             test_request: test_request.as_deref(),
+            retry_at: ctx.retries.lock().expect("retries lock").get(&failure_key(&obj)).map(|r| r.at),
         };
         match decide::decide(&facts, now, || ctx.limiter.try_acquire(&ns)) {
             Decision::Idle { until } => {
@@ -221,7 +227,7 @@ async fn check<K: SettingsResource>(
     }
     let run = run_check(obj, ctx, plan, test_request);
     tokio::pin!(run);
-    let report = tokio::select! {
+    let (report, class) = tokio::select! {
         report = &mut run => report,
         _ = tokio::time::sleep(PENDING_AFTER) => {
             let pending = status::next(&shown, &Outcome::Pending { sending: test_request }, generation, now);
@@ -232,7 +238,8 @@ async fn check<K: SettingsResource>(
             run.await
         }
     };
-    ctx.metrics.observe_check(&report);
+    ctx.metrics.observe_check(&report, class);
+    let retry = schedule_retry(ctx, obj, class, period, now);
     let insecure = plan.request.tls.insecure_skip_verify;
     let warning_facts = crate::warnings::Facts {
         spec: obj.settings_spec(),
@@ -262,7 +269,27 @@ async fn check<K: SettingsResource>(
         duration_ms = report.duration.as_millis() as u64,
         "check finished"
     );
-    Ok(requeue_at(period.map(|p| now + p), now))
+    let periodic = period.map(|p| now + p);
+    Ok(requeue_at(retry.map(|r| periodic.map_or(r.at, |p| p.min(r.at))).or(periodic), now))
+}
+
+/// Records (or clears) the retry of a transient failure; returns it.
+fn schedule_retry<K: SettingsResource>(
+    ctx: &Context,
+    obj: &K,
+    class: Option<engine::FailureClass>,
+    period: Option<Duration>,
+    now: Timestamp,
+) -> Option<decide::Retry> {
+    let key = failure_key(obj);
+    let mut retries = ctx.retries.lock().expect("retries lock");
+    let previous = retries.get(&key).map_or(0, |r| r.failures);
+    let retry = decide::next_retry(class, previous, ctx.settings.limits.min_interval, period, now);
+    match retry {
+        Some(r) => retries.insert(key, r),
+        None => retries.remove(&key),
+    };
+    retry
 }
 
 /// The status and events step: `status::next` from `shown` (what the object has now), one write, then the
@@ -358,12 +385,12 @@ async fn run_check<K: SettingsResource>(
     ctx: &Context,
     plan: &Plan,
     test_request: Option<&str>,
-) -> engine::Report {
+) -> (engine::Report, Option<engine::FailureClass>) {
     let message = match (test_request, &obj.settings_spec().test_email) {
         (Some(value), Some(t)) => Some(test_message(obj, ctx, value, t.to.iter().map(|r| r.0.clone()).collect())),
         _ => None,
     };
-    let report = crate::check::run(plan, &ctx.tokens, message).await;
+    let report = crate::check::run_classified(plan, &ctx.tokens, message).await;
     ctx.metrics.sync_token_counters(ctx.tokens.token_successes(), ctx.tokens.token_failures(), ctx.tokens.cache_hits());
     report
 }

@@ -14,7 +14,7 @@ use super::ehlo::{EhloInfo, parse_ehlo_raw};
 use super::progress::Progress;
 use super::reply::{self, display};
 use super::sanitize::Sanitizer;
-use super::stream::{DeadlineStream, MAX_LINE_BYTES, StreamHandle};
+use super::stream::{DeadlineStream, MAX_LINE_BYTES, MAX_REPLY_BYTES, StreamHandle};
 use super::{Failure, Reason, Reply, Step};
 
 /// What a command can end in besides a positive reply.
@@ -40,6 +40,19 @@ pub(crate) fn fail(step: Step, reason: Reason, message: String, reply: Option<Re
 
 /// The budget ran out during `step`.
 pub(crate) fn timed_out(step: Step, budget: &Budget) -> Failure {
+    if step == Step::Greeting {
+        return fail(
+            step,
+            Reason::ConnectionTimedOut,
+            format!(
+                "the server sent no complete greeting within {}; check that spec.port is an SMTP port and \
+                 spec.tls.mode matches it (an implicit-TLS port or a non-SMTP service such as an HTTP server waits \
+                 silently for the client to speak first), else the server is overloaded or tarpits this client",
+                budget.describe()
+            ),
+            None,
+        );
+    }
     fail(
         step,
         Reason::ConnectionTimedOut,
@@ -156,22 +169,25 @@ impl Connection {
 fn open_failure(e: StepError, step: Step) -> Failure {
     match e {
         StepError::Broken(f) => f,
-        StepError::Rejected(r) if step == Step::Greeting => fail(
-            step,
-            Reason::ServerRejected,
-            format!(
-                "the server refused the session in its greeting: {}; check that this client may connect (IP \
-                 allow-lists, limits)",
-                display(&r)
-            ),
-            Some(r),
-        ),
-        StepError::Rejected(r) => fail(
-            step,
-            Reason::ServerRejected,
-            format!("the server rejected EHLO: {}; check the HELO name and the server's policy", display(&r)),
-            Some(r),
-        ),
+        StepError::Rejected(r) if step == Step::Greeting => {
+            let hint = if (400..500).contains(&r.code) {
+                "a temporary refusal (4xx: the server is busy or limits connections); the check is retried with \
+                 backoff, nothing to change unless it persists"
+            } else {
+                "check that this client may connect (IP allow-lists, block lists, connection limits)"
+            };
+            let message = format!("the server refused the session in its greeting: {}; {hint}", display(&r));
+            fail(step, Reason::ServerRejected, message, Some(r))
+        }
+        StepError::Rejected(r) => {
+            let hint = if r.code == 500 || r.code == 502 {
+                "the server does not speak ESMTP (EHLO), which STARTTLS and AUTH need: check that spec.port is the \
+                 server's submission port (587, or 465 with ImplicitTLS)"
+            } else {
+                "check the HELO name and the server's policy"
+            };
+            fail(step, Reason::ServerRejected, format!("the server rejected EHLO: {}; {hint}", display(&r)), Some(r))
+        }
     }
 }
 
@@ -200,7 +216,18 @@ fn lettre_error(
             ),
         );
     }
-    if handle.saw_eof() {
+    if handle.saw_reply_too_long() {
+        let (raw, _) = handle.last_reply_bytes();
+        return broken(
+            Reason::ProtocolError,
+            format!(
+                "the server sent a reply longer than {MAX_REPLY_BYTES} bytes during {step}, beginning {:?}; this is \
+                 not an SMTP server speaking normally: check that spec.port is the mail server's port",
+                reply::clean_raw(&raw, sanitizer)
+            ),
+        );
+    }
+    if handle.saw_eof() || closed_by_peer(e) {
         return broken(
             Reason::ConnectionFailed,
             format!(
@@ -223,4 +250,21 @@ fn lettre_error(
     // network errors: the io::Error is the source
     let detail = std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
     broken(Reason::ConnectionFailed, format!("the connection failed during {step}: {}", sanitizer.clean(&detail, 200)))
+}
+
+/// True when the connection ended by a reset or a broken pipe (a server that closed while our data was unread).
+fn closed_by_peer(e: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = s.source();
+    }
+    false
 }

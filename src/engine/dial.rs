@@ -186,6 +186,21 @@ mod tests {
         assert!(f.message.contains(&addrs[2].to_string()), "{}", f.message);
     }
 
+    /// The fault table's row "a name resolving to several addresses, the first refuses, the second works"
+    /// (tests/faults.rs cannot make a name resolve to two loopback addresses): the refusal moves on to the next
+    /// address, which is dialled within the budget.
+    #[tokio::test]
+    async fn a_refusing_first_address_falls_through_to_the_next() {
+        let refusing = std::net::TcpListener::bind("127.0.0.2:0").unwrap().local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let working = listener.local_addr().unwrap();
+        let budget = Budget::new(std::time::Duration::from_secs(3));
+        let (_tcp, dialled) = connect(&[refusing, working], &budget).await.expect("the second address works");
+        assert_eq!(dialled, working);
+        assert!(budget.left() > std::time::Duration::ZERO, "within the budget");
+        let (_accepted, _) = listener.accept().await.unwrap();
+    }
+
     #[test]
     fn bracketed_ipv6() {
         assert_eq!(bare_host("[::1]"), "::1");

@@ -32,7 +32,7 @@ pub mod token;
 pub mod upstream;
 pub mod x509;
 
-pub use crate::vocabulary::{Reason, Step};
+pub use crate::vocabulary::{FailureClass, Reason, Step};
 pub use budget::Budget;
 pub use secret::SecretValue;
 pub use x509::CertificateInfo;
@@ -148,6 +148,22 @@ pub struct Failure {
     /// Human-readable cause: what went wrong and what to do next. No credential, no timestamp.
     pub message: String,
     pub reply: Option<Reply>,
+}
+
+impl Failure {
+    /// The class of a failure of the SMTP side (a token failure is classed by the token client, see
+    /// `check::run_classified`): a 4xx reply and a refused, timed-out or dropped connection are transient;
+    /// a 5xx reply and everything else (certificates, TLS, policy, configuration) permanent.
+    pub fn class(&self) -> FailureClass {
+        match (&self.reply, self.reason) {
+            (Some(r), _) if (400..500).contains(&r.code) => FailureClass::Transient,
+            (Some(_), _) => FailureClass::Permanent,
+            (None, Reason::ConnectionRefused | Reason::ConnectionTimedOut | Reason::ConnectionFailed) => {
+                FailureClass::Transient
+            }
+            (None, _) => FailureClass::Permanent,
+        }
+    }
 }
 
 /// The result of a check.

@@ -121,11 +121,38 @@ pub(crate) fn choose(credentials: &Credentials, offered: &[String]) -> Result<Op
 
 fn auth_failed(reply: Reply, mechanism: Mechanism, hint: &str) -> Failure {
     let reason = if reply.code == 504 { Reason::AuthMechanismNotOffered } else { Reason::AuthenticationFailed };
+    let hint = known_refusal(&reply).unwrap_or(hint);
     Failure {
         step: Step::Auth,
         reason,
         message: format!("AUTH {} failed: the server replied {}; {hint}", mechanism.as_str(), display(&reply)),
         reply: Some(reply),
+    }
+}
+
+/// What to do about AUTH refusals that are not about a wrong password, recognised by their enhanced status code.
+fn known_refusal(reply: &Reply) -> Option<&'static str> {
+    let text = reply.text.as_str();
+    if text.starts_with("5.7.139") || text.contains("SmtpClientAuthentication") {
+        // Microsoft 365: SMTP AUTH is off for the tenant or the mailbox
+        Some(
+            "SMTP AUTH is disabled for this mailbox or its tenant (Microsoft 365): enable Authenticated SMTP for \
+             the mailbox (or turn SmtpClientAuthenticationDisabled off for the tenant), or use spec.auth.type \
+             OAuth2",
+        )
+    } else if reply.code == 534 || text.starts_with("5.7.9") {
+        // Google: the account has 2-step verification and refuses its normal password
+        Some(
+            "the account requires an app password (2-step verification is on): create an app password for the \
+             account and put it into the referenced Secret, or use spec.auth.type OAuth2",
+        )
+    } else if (400..500).contains(&reply.code) {
+        Some(
+            "a temporary failure on the server's side (4xx), not a verdict on the credentials: nothing to change \
+             unless it persists; the check is retried with backoff",
+        )
+    } else {
+        None
     }
 }
 

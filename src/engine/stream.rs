@@ -30,8 +30,11 @@ use super::budget::Budget;
 
 /// Longest reply line accepted (RFC 5321 allows 512; servers exceed it, so be generous but bounded).
 pub(crate) const MAX_LINE_BYTES: usize = 8 * 1024;
+/// Longest reply accepted (all its lines together): the greeting or EHLO of a real server is a few hundred bytes;
+/// a longer one is refused (lettre would buffer it and parse it again after every line).
+pub(crate) const MAX_REPLY_BYTES: usize = 64 * 1024;
 /// How much of the last reply is kept for parsing.
-const CAPTURE_BYTES: usize = 64 * 1024;
+const CAPTURE_BYTES: usize = MAX_REPLY_BYTES;
 
 /// The transport under the deadline wrapper.
 pub(crate) enum Transport {
@@ -52,6 +55,7 @@ struct Stats {
     since_lf: usize,
     eof: bool,
     line_too_long: bool,
+    reply_too_long: bool,
 }
 
 struct Shared {
@@ -140,6 +144,11 @@ impl StreamHandle {
         lock(&self.0).budget = budget;
     }
 
+    /// True when a reply exceeded [`MAX_REPLY_BYTES`].
+    pub(crate) fn saw_reply_too_long(&self) -> bool {
+        lock(&self.0).stats.reply_too_long
+    }
+
     /// True when a reply line exceeded [`MAX_LINE_BYTES`].
     pub(crate) fn saw_line_too_long(&self) -> bool {
         lock(&self.0).stats.line_too_long
@@ -216,6 +225,11 @@ impl AsyncRead for DeadlineStream {
                     st.since_write.extend_from_slice(&new[..new.len().min(room)]);
                     if new.len() > room {
                         st.since_write_overflow = true;
+                        st.reply_too_long = true;
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("the server sent a reply longer than {MAX_REPLY_BYTES} bytes"),
+                        )));
                     }
                     match new.iter().rposition(|&b| b == b'\n') {
                         Some(i) => st.since_lf = new.len() - i - 1,

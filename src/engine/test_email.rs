@@ -29,8 +29,9 @@ pub(crate) async fn mail_from(c: &mut Connection, from: &Address) -> Result<(), 
             Step::MailFrom,
             Reason::SenderRejected,
             format!(
-                "the server rejected the sender <{from}>: {}; spec.from must be an address the account may send as",
-                display(&r)
+                "the server rejected the sender <{from}>: {}; {}",
+                display(&r),
+                unless_temporary(&r, "spec.from must be an address the account may send as")
             ),
             Some(r),
         )
@@ -45,7 +46,11 @@ pub(crate) async fn rcpt_to(c: &mut Connection, rcpt: &Address) -> Result<(), Fa
         fail(
             Step::RcptTo,
             Reason::RecipientRejected,
-            format!("the server rejected the recipient <{rcpt}>: {}; check spec.testEmail.to", display(&r)),
+            format!(
+                "the server rejected the recipient <{rcpt}>: {}; {}",
+                display(&r),
+                unless_temporary(&r, "check spec.testEmail.to")
+            ),
             Some(r),
         )
     })
@@ -59,7 +64,11 @@ pub(crate) async fn data(c: &mut Connection, formatted: &[u8]) -> Result<String,
         fail(
             Step::Data,
             Reason::MessageRejected,
-            format!("the server rejected the test message: {}", display(&r)),
+            format!(
+                "the server rejected the test message: {}; {}",
+                display(&r),
+                unless_temporary(&r, "the reply says why (content filter, size, mailbox); fix that and request again")
+            ),
             Some(r),
         )
     };
@@ -79,4 +88,13 @@ pub(crate) async fn data(c: &mut Connection, formatted: &[u8]) -> Result<String,
         ));
     }
     Ok(display(&reply))
+}
+
+/// The hint for a refusal: `permanent`, or for a 4xx reply that it was temporary.
+fn unless_temporary<'a>(r: &Reply, permanent: &'a str) -> &'a str {
+    if (400..500).contains(&r.code) {
+        "a temporary failure on the server's side (4xx): request the test email again later"
+    } else {
+        permanent
+    }
 }

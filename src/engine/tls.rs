@@ -175,6 +175,13 @@ pub(crate) fn classify_rustls(tls: &rustls::Error, host: &str) -> (Reason, Strin
                      covers, or fix the server's certificate"
                 ),
             ),
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => (
+                Reason::CertificateExpired,
+                format!(
+                    "the certificate of {host} is not valid yet ({tls}); check the clocks of the server and of the \
+                     operator's node, or the server's certificate"
+                ),
+            ),
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => (
                 Reason::CertificateExpired,
                 format!("the certificate of {host} has expired ({tls}); the server's certificate must be renewed"),
@@ -285,6 +292,7 @@ mod tests {
             Reason::CertificateNameMismatch
         );
         assert_eq!(c(rustls::Error::InvalidCertificate(CertificateError::Expired)), Reason::CertificateExpired);
+        assert_eq!(c(rustls::Error::InvalidCertificate(CertificateError::NotValidYet)), Reason::CertificateExpired);
         assert_eq!(c(rustls::Error::AlertReceived(AlertDescription::ProtocolVersion)), Reason::TlsVersionNotSupported);
         assert_eq!(
             c(rustls::Error::PeerIncompatible(PeerIncompatible::ServerDoesNotSupportTls12Or13)),

@@ -12,6 +12,9 @@ Endpoints:
   ANY  /redirect         answers 302 to /redirect-target on this server (tests that clients do not follow it)
   ANY  /redirect-target  would hand out a token (it must never be reached by a client under test)
   POST /huge             a 200 KB JSON answer (tests the client's body cap)
+  POST /fault/NAME       a broken token endpoint (tests/faults.rs): 500 (plain-text 500), 429 (429 with
+                         Retry-After: 30), html (a 502 HTML error page), 20mb (a 200 answer of 20 MB, streamed),
+                         invalid-json, no-access-token, mac (token_type "mac"); each logged as {"event": "fault"}
 
 clients.json: {"clients": [{
     "client_id": "...", "client_secret": "...",           # secret optional for JWT-bearer-only clients
@@ -333,6 +336,36 @@ def create_app(default_expires_in):
         event(event="hang", path=request.path)
         threading.Event().wait(600)
         return Response("", status=504)
+
+    @app.post("/fault/<name>")
+    def fault(name):
+        event(event="fault", name=name)
+        json_type = "application/json"
+        if name == "500":
+            return Response("Internal Server Error", status=500, content_type="text/plain")
+        if name == "429":
+            body = json.dumps({"error": "temporarily_unavailable", "error_description": "too many requests"})
+            return Response(body, status=429, content_type=json_type, headers={"Retry-After": "30"})
+        if name == "html":
+            page = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+            return Response(page, status=502, content_type="text/html")
+        if name == "20mb":
+            chunk = "x" * 65536
+            def body():
+                yield '{"access_token": "'
+                for _ in range(20 * 16):
+                    yield chunk
+                yield '", "token_type": "Bearer"}'
+            return Response(body(), status=200, content_type=json_type)
+        if name == "invalid-json":
+            return Response('{"access_token": "abc", "token_type": ', status=200, content_type=json_type)
+        if name == "no-access-token":
+            return Response(json.dumps({"token_type": "Bearer", "expires_in": 3600}), status=200,
+                            content_type=json_type)
+        if name == "mac":
+            return Response(json.dumps({"access_token": secrets.token_urlsafe(32), "token_type": "mac",
+                                        "expires_in": 3600}), status=200, content_type=json_type)
+        return Response("unknown fault", status=404)
 
     @app.post("/hostile")
     def hostile():

@@ -41,12 +41,14 @@ def _expires_within(path, now, days):
     return cert.not_valid_after_utc < now + datetime.timedelta(days=days)
 
 
-def ensure(directory, names=("localhost",), ips=("127.0.0.1", "::1"), days=90):
+def ensure(directory, names=("localhost",), ips=("127.0.0.1", "::1"), days=90, valid=None):
     """Creates (or reuses) the CA and the server certificate in `directory`; returns a dict of paths.
 
     The server certificate is valid for `days` (default 90: longer than the operator's default early-warning
     window of 14 days, so ordinary peers raise no CertificateExpiresSoon; a test of that warning passes e.g. 3).
-    A reused server certificate that expires within 30 days is replaced (unless `days` asks for less)."""
+    A reused server certificate that expires within 30 days is replaced (unless `days` asks for less).
+    `valid`: (not_before, not_after) of the server certificate as offsets from now (datetime.timedelta), e.g. an
+    expired or a not-yet-valid one (tests/peers/fault_peer.py, in a fresh directory); it overrides `days`."""
     os.makedirs(directory, exist_ok=True)
     paths = {
         "ca": os.path.join(directory, "ca.pem"),
@@ -98,8 +100,8 @@ def ensure(directory, names=("localhost",), ips=("127.0.0.1", "::1"), days=90):
             .issuer_name(ca_cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=days))
+            .not_valid_before(now + (valid[0] if valid else -datetime.timedelta(minutes=5)))
+            .not_valid_after(now + (valid[1] if valid else datetime.timedelta(days=days)))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

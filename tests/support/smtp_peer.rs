@@ -62,11 +62,17 @@ impl SmtpPeer {
     /// Starts a peer with the given flags (see `tests/peers/smtp_peer.py --help`); `--events` and `--ca-out`
     /// are added here. Waits for its ready line (at most 60 s).
     pub fn start(args: &[&str]) -> SmtpPeer {
+        Self::start_script("smtp_peer.py", args)
+    }
+
+    /// Starts another peer script of `tests/peers/` that speaks the same ready line and flags (`--events`,
+    /// `--ca-out`), e.g. `fault_peer.py`.
+    pub fn start_script(script: &str, args: &[&str]) -> SmtpPeer {
         let dir = tempfile::tempdir().expect("temp dir");
         let events_path = dir.path().join("events.jsonl");
         let ca_out = dir.path().join("ca.pem");
         let mut child = Command::new(python())
-            .arg(repo_root().join("tests/peers/smtp_peer.py"))
+            .arg(repo_root().join("tests/peers").join(script))
             .args(args)
             .arg("--events")
             .arg(&events_path)
@@ -76,7 +82,7 @@ impl SmtpPeer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("spawn smtp_peer.py");
+            .unwrap_or_else(|e| panic!("spawn {script}: {e}"));
         let stdout = child.stdout.take().expect("peer stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -89,7 +95,7 @@ impl SmtpPeer {
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("smtp peer did not become ready (args {args:?}): {other:?}");
+                panic!("{script} did not become ready (args {args:?}): {other:?}");
             }
         };
         let ready: Value = serde_json::from_str(line.trim()).expect("peer ready line is JSON");

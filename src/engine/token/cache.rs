@@ -8,7 +8,9 @@
 //! entry and token, and a wrong secret (its own entry, never filled) never evicts a good one.
 //!
 //! A token is reused until `expires_in` minus a margin (60 s, or 10 % of lifetimes under 10 minutes), counted
-//! from when the request was sent. Answers without `expires_in` are not reused. Failures are not cached.
+//! from when the request was sent. Answers without `expires_in` are not reused. Failures are not cached, except
+//! one that asked to wait (HTTP 429/503 with `Retry-After`, see [`TokenError::retry_after`]): until then every
+//! call gets that error again and no request is sent.
 //! Entries that nobody uses and whose token can no longer be reused are dropped on the next call.
 //! Single flight: concurrent calls for one key wait for one fetch and then share its token.
 //! [`TokenCache::invalidate`] drops a token the SMTP server refused (only that token: a newer one stays).
@@ -88,7 +90,21 @@ struct Cached {
     reuse_until: Instant,
 }
 
-type Cell = Arc<tokio::sync::Mutex<Option<Cached>>>;
+/// One entry: the token while it may be reused, or the error of an endpoint that asked to wait.
+#[derive(Default)]
+struct Slot {
+    token: Option<Cached>,
+    wait: Option<(Instant, TokenError)>,
+}
+
+impl Slot {
+    /// True while the entry still decides something.
+    fn live(&self, now: Instant) -> bool {
+        self.token.as_ref().is_some_and(|c| c.reuse_until > now) || self.wait.as_ref().is_some_and(|w| w.0 > now)
+    }
+}
+
+type Cell = Arc<tokio::sync::Mutex<Slot>>;
 
 struct Inner {
     hmac_key: hmac::Key,
@@ -146,9 +162,9 @@ impl TokenCache {
         let cell = self.slots().get(&key).cloned();
         if let Some(cell) = cell
             && let Ok(mut c) = cell.try_lock()
-            && c.as_ref().is_some_and(|c| c.token.token.expose() == refused.expose())
+            && c.token.as_ref().is_some_and(|c| c.token.token.expose() == refused.expose())
         {
-            *c = None;
+            c.token = None;
         }
     }
 
@@ -196,7 +212,7 @@ impl TokenCache {
         slots.retain(|_, cell| {
             Arc::strong_count(cell) > 1
                 || match cell.try_lock() {
-                    Ok(c) => c.as_ref().is_some_and(|c| c.reuse_until > now),
+                    Ok(c) => c.live(now),
                     Err(_) => true,
                 }
         });
@@ -210,25 +226,33 @@ impl TokenCache {
     {
         let cell = self.cell(Key::of(req, &self.inner.hmac_key));
         let mut guard = cell.lock().await;
-        if let Some(c) = guard.as_ref()
+        if let Some(c) = guard.token.as_ref()
             && Instant::now() < c.reuse_until
         {
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(c.token.clone());
         }
-        *guard = None;
+        if let Some((until, e)) = guard.wait.as_ref()
+            && Instant::now() < *until
+        {
+            return Err(e.clone());
+        }
+        *guard = Slot::default();
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         let sent = Instant::now();
         match fetch().await {
             Ok(token) => {
                 self.inner.successes.fetch_add(1, Ordering::Relaxed);
                 if let Some(reuse) = reuse_for(token.expires_in) {
-                    *guard = Some(Cached { token: token.clone(), reuse_until: sent + reuse });
+                    guard.token = Some(Cached { token: token.clone(), reuse_until: sent + reuse });
                 }
                 Ok(token)
             }
             Err(e) => {
                 self.inner.failures.fetch_add(1, Ordering::Relaxed);
+                if let Some(wait) = e.retry_after {
+                    guard.wait = Some((sent + wait, e.clone()));
+                }
                 Err(e)
             }
         }
@@ -271,7 +295,13 @@ mod tests {
     }
 
     fn refused() -> Result<AccessToken, TokenError> {
-        Err(TokenError { step: Step::Token, reason: Reason::TokenRequestFailed, message: "invalid_client".into() })
+        Err(TokenError {
+            step: Step::Token,
+            reason: Reason::TokenRequestFailed,
+            message: "invalid_client".into(),
+            retry_after: None,
+            transient: false,
+        })
     }
 
     #[test]

@@ -32,14 +32,20 @@ pub struct HttpError {
     pub step: Step,
     pub reason: Reason,
     pub message: String,
+    /// The endpoint could not be reached or did not answer in time (retried with backoff, see
+    /// [`crate::vocabulary::FailureClass`]); false for everything a change must fix.
+    pub transient: bool,
 }
 
 impl HttpError {
     fn failed(message: impl Into<String>) -> Self {
-        Self { step: Step::Token, reason: Reason::TokenRequestFailed, message: message.into() }
+        Self { step: Step::Token, reason: Reason::TokenRequestFailed, message: message.into(), transient: false }
+    }
+    fn unreachable(message: impl Into<String>) -> Self {
+        Self { transient: true, ..Self::failed(message) }
     }
     fn policy(reason: Reason, message: impl Into<String>) -> Self {
-        Self { step: Step::Policy, reason, message: message.into() }
+        Self { step: Step::Policy, reason, message: message.into(), transient: false }
     }
 }
 
@@ -120,6 +126,7 @@ pub fn tls_config(extra_roots: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, 
             step: Step::Token,
             reason: Reason::InvalidCABundle,
             message: format!("extra trust anchor #{} is not a usable CA certificate ({e})", i + 1),
+            transient: false,
         })?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -165,7 +172,7 @@ impl HttpClient {
         } else {
             match budget.run(tokio::net::lookup_host((target.host.as_str(), target.port))).await {
                 Err(()) => {
-                    return Err(HttpError::failed(format!(
+                    return Err(HttpError::unreachable(format!(
                         "resolving token endpoint host {} did not finish within {}",
                         target.host,
                         budget.describe()
@@ -216,7 +223,7 @@ impl HttpClient {
                 }
             }
         }
-        Err(HttpError::failed(format!("token endpoint {}: {last}", target.authority())))
+        Err(HttpError::unreachable(format!("token endpoint {}: {last}", target.authority())))
     }
 
     /// Policy, resolve, connect, TLS: a stream ready for the request.
@@ -228,7 +235,7 @@ impl HttpClient {
             .map_err(|_| HttpError::failed(format!("{:?} is not a valid TLS server name", target.host)))?;
         let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
         match budget.run(connector.connect(server_name, tcp)).await {
-            Err(()) => Err(HttpError::failed(format!(
+            Err(()) => Err(HttpError::unreachable(format!(
                 "the TLS handshake with token endpoint {} did not finish within {}",
                 target.authority(),
                 budget.describe()
@@ -258,9 +265,9 @@ impl HttpClient {
         let tls = self.open(&target, &budget).await?;
         let (mut sender, conn) =
             match budget.run(hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tls))).await {
-                Err(()) => return Err(HttpError::failed("HTTP setup with the token endpoint timed out")),
+                Err(()) => return Err(HttpError::unreachable("HTTP setup with the token endpoint timed out")),
                 Ok(Err(e)) => {
-                    return Err(HttpError::failed(format!("HTTP setup with the token endpoint failed ({e})")));
+                    return Err(HttpError::unreachable(format!("HTTP setup with the token endpoint failed ({e})")));
                 }
                 Ok(Ok(pair)) => pair,
             };
@@ -271,14 +278,14 @@ impl HttpClient {
         let outgoing = target.outgoing(request)?;
         let response = match budget.run(sender.send_request(outgoing)).await {
             Err(()) => {
-                return Err(HttpError::failed(format!(
+                return Err(HttpError::unreachable(format!(
                     "token endpoint {} did not answer (request written, no response headers) within {}",
                     target.authority(),
                     budget.describe()
                 )));
             }
             Ok(Err(e)) => {
-                return Err(HttpError::failed(format!("token request to {} failed ({e})", target.authority())));
+                return Err(HttpError::unreachable(format!("token request to {} failed ({e})", target.authority())));
             }
             Ok(Ok(r)) => r,
         };
@@ -294,7 +301,7 @@ impl HttpClient {
 /// The body, capped at [`MAX_BODY_BYTES`], within the budget.
 async fn read_body(target: &Target, body: hyper::body::Incoming, budget: &Budget) -> Result<Vec<u8>, HttpError> {
     match budget.run(Limited::new(body, MAX_BODY_BYTES).collect()).await {
-        Err(()) => Err(HttpError::failed(format!(
+        Err(()) => Err(HttpError::unreachable(format!(
             "reading the answer of token endpoint {} did not finish within {}",
             target.authority(),
             budget.describe()

@@ -15,7 +15,7 @@ pub mod http;
 pub mod jwt;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
@@ -134,6 +134,12 @@ pub struct TokenError {
     /// `InvalidCABundle` for unusable extra roots.
     pub reason: Reason,
     pub message: String,
+    /// The endpoint asked to wait this long (HTTP 429 or 503 with `Retry-After`): the cache sends no request
+    /// for this token before then.
+    pub retry_after: Option<Duration>,
+    /// The endpoint could not be reached, did not answer in time, or answered 5xx or 429: the trouble is on its
+    /// side ([`crate::vocabulary::FailureClass::Transient`]).
+    pub transient: bool,
 }
 
 impl std::fmt::Display for TokenError {
@@ -146,13 +152,13 @@ impl std::error::Error for TokenError {}
 
 impl TokenError {
     fn failed(message: String) -> Self {
-        Self { step: Step::Token, reason: Reason::TokenRequestFailed, message }
+        Self { step: Step::Token, reason: Reason::TokenRequestFailed, message, retry_after: None, transient: false }
     }
 }
 
 impl From<HttpError> for TokenError {
     fn from(e: HttpError) -> Self {
-        Self { step: e.step, reason: e.reason, message: e.message }
+        Self { step: e.step, reason: e.reason, message: e.message, retry_after: None, transient: e.transient }
     }
 }
 
@@ -171,16 +177,16 @@ pub async fn request_token(req: &TokenRequest) -> Result<AccessToken, TokenError
     let endpoint = format!("https://{}{}", target.authority(), target.path_and_query.split('?').next().unwrap_or(""));
 
     let mut secrets: Vec<SecretValue> = Vec::new();
-    let status = Arc::new(AtomicU16::new(0));
+    let answer = Arc::new(Answer::default());
     let result = match &req.grant {
         Grant::ClientCredentials { client_secret } | Grant::RefreshToken { client_secret, .. } => {
-            oauth2_grant(req, client_secret, &client, &status, &mut secrets).await?
+            oauth2_grant(req, client_secret, &client, &answer, &mut secrets).await?
         }
         Grant::JwtBearer { private_key, subject } => {
-            jwt_grant(req, private_key, subject, &client, &status, &mut secrets).await?
+            jwt_grant(req, private_key, subject, &client, &answer, &mut secrets).await?
         }
     };
-    let mut token = conclude(result, status.load(Ordering::Relaxed), &secrets, &endpoint)?;
+    let mut token = conclude(result, &answer, &secrets, &endpoint)?;
     token.certificates = client.presented();
     Ok(token)
 }
@@ -190,7 +196,7 @@ async fn oauth2_grant(
     req: &TokenRequest,
     client_secret: &SecretValue,
     client: &http::HttpClient,
-    status: &Arc<AtomicU16>,
+    answer: &Arc<Answer>,
     secrets: &mut Vec<SecretValue>,
 ) -> Result<GrantResult, TokenError> {
     let token_url = TokenUrl::new(req.token_url.clone())
@@ -208,12 +214,12 @@ async fn oauth2_grant(
     let scopes = req.scopes.iter().map(|s| Scope::new(s.clone()));
     // Owned handles, not borrows: a closure returning a future that borrows its captures makes the
     // whole future non-`Send` (higher-ranked lifetime), and callers spawn it.
-    let (c, s) = (client.clone(), status.clone());
+    let (c, s) = (client.clone(), answer.clone());
     let send = move |r: ::http::Request<Vec<u8>>| {
         let (c, s) = (c.clone(), s.clone());
         async move {
             let resp = c.send(r).await?;
-            s.store(resp.status().as_u16(), Ordering::Relaxed);
+            s.record(&resp);
             Ok::<_, HttpError>(resp)
         }
     };
@@ -233,13 +239,15 @@ async fn jwt_grant(
     private_key: &SecretValue,
     subject: &str,
     client: &http::HttpClient,
-    status: &Arc<AtomicU16>,
+    answer: &Arc<Answer>,
     secrets: &mut Vec<SecretValue>,
 ) -> Result<GrantResult, TokenError> {
     let key = jwt::load_key(private_key).map_err(|e| TokenError {
         step: Step::Token,
         reason: Reason::InvalidSecretValue,
         message: format!("JWT bearer: {}", e.0),
+        retry_after: None,
+        transient: false,
     })?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let assertion = jwt::assertion(&key, &req.client_id, subject, &req.token_url, &req.scopes, now)
@@ -249,27 +257,80 @@ async fn jwt_grant(
     Ok(match client.send(http_req).await {
         Err(e) => Err(RequestTokenError::Request(e)),
         Ok(resp) => {
-            status.store(resp.status().as_u16(), Ordering::Relaxed);
+            answer.record(&resp);
             interpret(resp)
         }
     })
 }
 
+/// What the endpoint's HTTP answer said besides its body.
+#[derive(Default)]
+struct Answer {
+    status: AtomicU16,
+    /// `Retry-After` in seconds (the delay-seconds form), 0 = none.
+    retry_after_s: AtomicU64,
+}
+
+/// The longest `Retry-After` honoured: a longer one is cut to this (the endpoint cannot stop checks for days).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+impl Answer {
+    fn record<B>(&self, resp: &::http::Response<B>) {
+        self.status.store(resp.status().as_u16(), Ordering::Relaxed);
+        let secs = resp
+            .headers()
+            .get(::http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        self.retry_after_s.store(secs, Ordering::Relaxed);
+    }
+
+    /// The wait the endpoint asked for, for the statuses that mean "not now" (429, 503).
+    fn retry_after(&self) -> Option<Duration> {
+        let secs = self.retry_after_s.load(Ordering::Relaxed);
+        let status = self.status.load(Ordering::Relaxed);
+        (secs > 0 && (status == 429 || status == 503)).then(|| Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+    }
+}
+
 /// The token, or an error whose message went through the sanitizer.
 fn conclude(
     result: GrantResult,
-    status: u16,
+    answer: &Answer,
     secrets: &[SecretValue],
     endpoint: &str,
 ) -> Result<AccessToken, TokenError> {
+    let status = answer.status.load(Ordering::Relaxed);
     let sanitizer = Sanitizer::for_secrets(secrets);
     let message =
         |text: String| sanitizer.clean(&format!("token request to {endpoint} failed: {text}"), MAX_MESSAGE_CHARS);
+    let retry_after = answer.retry_after();
+    let failed = |text: String| {
+        let wait = retry_after
+            .map(|d| {
+                format!(
+                    "; the endpoint asks to wait {} (Retry-After): no token request is sent before then",
+                    crate::duration::format(d)
+                )
+            })
+            .unwrap_or_default();
+        let transient = status == 429 || status >= 500;
+        Err(TokenError { retry_after, transient, ..TokenError::failed(message(text + &wait)) })
+    };
     match result {
         Ok(resp) => {
             let token = resp.access_token().secret();
             if token.is_empty() {
-                return Err(TokenError::failed(message("the answer holds an empty access_token".into())));
+                return failed("the answer holds an empty access_token".into());
+            }
+            if *resp.token_type() != oauth2::basic::BasicTokenType::Bearer {
+                // the type is the endpoint's text: it goes through the sanitizer with the rest of the message
+                return failed(format!(
+                    "the answer's token_type is \"{}\", but XOAUTH2 needs a Bearer token; check tokenUrl and the \
+                     grant (the endpoint issues another kind of token)",
+                    resp.token_type().as_ref()
+                ));
             }
             Ok(AccessToken {
                 token: SecretValue::new(token.as_bytes()),
@@ -290,17 +351,34 @@ fn conclude(
                 text.push_str(&format!(": {}", sanitizer.clean(d, MAX_DESCRIPTION_CHARS)));
             }
             text.push_str(hint(err.error().as_ref()));
-            Err(TokenError::failed(message(text)))
+            failed(text)
         }
         Err(RequestTokenError::Parse(e, _body)) => {
-            // The body is never quoted (a 200 answer carries the token); serde's message may quote values too.
-            let what = if status == 200 { "token answer" } else { "error answer" };
-            Err(TokenError::failed(message(format!(
-                "HTTP {status}, the {what} is not the expected OAuth JSON (at {})",
-                e.path()
-            ))))
+            // The body is never quoted (a 200 answer carries the token); serde's message may quote values too,
+            // except for a missing field, which names only the field.
+            let inner = e.inner().to_string();
+            let detail = match inner.split(" at line ").next() {
+                Some(missing) if missing.starts_with("missing field") => missing.to_owned(),
+                _ => format!("at {}", e.path()),
+            };
+            let text = if status == 200 {
+                format!("HTTP 200, the token answer is not the expected OAuth JSON ({detail})")
+            } else {
+                format!("HTTP {status}, the error answer is not the expected OAuth JSON{}", not_oauth_hint(status))
+            };
+            failed(text)
         }
-        Err(RequestTokenError::Other(o)) => Err(TokenError::failed(message(format!("HTTP {status}, {o}")))),
+        Err(RequestTokenError::Other(o)) => failed(format!("HTTP {status}, {o}{}", not_oauth_hint(status))),
+    }
+}
+
+/// What to do about an error answer that is not OAuth JSON (an HTML or text page).
+fn not_oauth_hint(status: u16) -> &'static str {
+    if status >= 500 {
+        "; the token endpoint failed on its side (5xx), or a proxy in front of it did: nothing to change unless it \
+         persists, the check is retried with backoff; else check that tokenUrl is the OAuth token endpoint"
+    } else {
+        "; check that tokenUrl is the OAuth token endpoint (an HTML or text answer comes from a web page or a proxy)"
     }
 }
 
@@ -320,6 +398,8 @@ fn utf8(v: &SecretValue, what: &str) -> Result<String, TokenError> {
         step: Step::Token,
         reason: Reason::InvalidSecretValue,
         message: format!("the {what} is not UTF-8 text"),
+        retry_after: None,
+        transient: false,
     })
 }
 

@@ -155,6 +155,12 @@ pub struct RunArgs {
     #[arg(long, env = "SMTP_OPERATOR_CERTIFICATE_WARNING_WINDOW", default_value = "14d")]
     pub certificate_warning_window: String,
 
+    /// Objects reconciled (and checked) at the same time, per kind; each still gets one status write. The
+    /// rate limits bound the checks regardless.
+    #[arg(long, env = "SMTP_OPERATOR_CONCURRENCY", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+
     /// Name of this cluster, used in test-email bodies (extension).
     #[arg(long, env = "SMTP_OPERATOR_CLUSTER_NAME", default_value = "kubernetes")]
     pub cluster_name: String,
@@ -214,5 +220,15 @@ mod tests {
         assert!(run(&[]).per_object_metrics);
         assert!(!run(&["--per-object-metrics=false"]).per_object_metrics);
         assert!(run(&["--per-object-metrics"]).per_object_metrics);
+    }
+
+    #[test]
+    fn concurrency_defaults_to_16_and_refuses_0() {
+        assert_eq!(run(&[]).concurrency, 16);
+        assert_eq!(run(&["--concurrency", "64"]).concurrency, 64);
+        for bad in ["0", "1025", "-1", "many"] {
+            let r = Cli::try_parse_from(["smtp-operator", "run", "--concurrency", bad]);
+            assert!(r.is_err(), "--concurrency {bad} accepted");
+        }
     }
 }

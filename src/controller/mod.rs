@@ -78,6 +78,8 @@ pub struct Settings {
     /// `--certificate-warning-window`, and as written (for messages).
     pub warning_window: Duration,
     pub warning_window_text: String,
+    /// `--concurrency`: reconciles at the same time, per kind.
+    pub concurrency: u16,
 }
 
 /// Shared state of all reconciles.

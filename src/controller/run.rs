@@ -81,6 +81,7 @@ pub fn settings_from_args(args: &RunArgs) -> anyhow::Result<Settings> {
         cluster_resource_namespace: cluster_resource_namespace(args),
         warning_window,
         warning_window_text: args.certificate_warning_window.trim().to_string(),
+        concurrency: args.concurrency,
     })
 }
 
@@ -241,7 +242,7 @@ async fn settings_controller<K: SettingsResource>(
     let ns_c = cluster_ns.clone();
     let (ctx_s, ctx_c) = (ctx.clone(), ctx.clone());
     Controller::for_stream(main_stream, reader)
-        .with_config(ControllerConfig::default().concurrency(16))
+        .with_config(ControllerConfig::default().concurrency(ctx.settings.concurrency))
         .watches_stream(secrets, move |s| {
             // a changed (or deleted) Secret's cached value is read again by the reconciles this triggers
             ctx_s.refs.invalidate(RefKind::Secret, s.namespace().as_deref().unwrap_or_default(), &s.name_any());

@@ -257,26 +257,33 @@ async fn settings_controller<K: SettingsResource>(
         })
         .run(super::reconcile::<K>, super::error_policy::<K>, ctx)
         .for_each(|res| {
-            let (metrics, store) = (metrics.clone(), store_m.clone());
-            async move {
-                match res {
-                    Ok((obj, _)) => {
-                        // the reconcile keeps the resources-by-Ready gauge in step; gone objects drop out here
-                        if store.get(&obj).is_none() {
-                            forget::<K>(&metrics, obj.namespace.as_deref(), &obj.name);
-                        }
-                        debug!(object = %obj, "reconciled");
-                    }
-                    // a deleted object: drop it from the resources-by-Ready gauge
-                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
-                        forget::<K>(&metrics, obj.namespace.as_deref(), &obj.name);
-                    }
-                    Err(e) => debug!(error = %e, "reconcile loop"),
-                }
-            }
+            reconciled::<K>(res, &metrics, &store_m);
+            futures::future::ready(())
         })
         .await;
     Ok(())
+}
+
+type Reconciled<K> = Result<
+    (ObjectRef<K>, kube::runtime::controller::Action),
+    kube::runtime::controller::Error<super::Error, kube::runtime::watcher::Error>,
+>;
+
+/// After each reconcile: objects that are gone leave the resources-by-Ready gauge (the reconcile keeps it in
+/// step for the others).
+fn reconciled<K: SettingsResource>(res: Reconciled<K>, metrics: &Metrics, store: &Store<K>) {
+    match res {
+        Ok((obj, _)) => {
+            if store.get(&obj).is_none() {
+                forget::<K>(metrics, obj.namespace.as_deref(), &obj.name);
+            }
+            debug!(object = %obj, "reconciled");
+        }
+        Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+            forget::<K>(metrics, obj.namespace.as_deref(), &obj.name);
+        }
+        Err(e) => debug!(error = %e, "reconcile loop"),
+    }
 }
 
 /// The APIs a settings controller watches: the settings (untyped) in `namespace` or all, Secrets and

@@ -16,10 +16,11 @@ pub fn crds() -> Vec<(&'static str, String)> {
         unwrap_descriptions(&mut v);
         format!("---\n{}", serde_yaml::to_string(&v).expect("a CRD always serializes"))
     };
+    // by file name, so that `cat crds/*.yaml` is exactly the `crd` output
     vec![
-        ("smtpsettings.yaml", doc(SmtpSettings::crd())),
-        ("smtprelays.yaml", doc(SmtpRelay::crd())),
         ("clustersmtpsettings.yaml", doc(ClusterSmtpSettings::crd())),
+        ("smtprelays.yaml", doc(SmtpRelay::crd())),
+        ("smtpsettings.yaml", doc(SmtpSettings::crd())),
     ]
 }
 

@@ -12,14 +12,20 @@ use support::operator::install_crd;
 
 #[test]
 fn crds_dir_is_the_generated_crd() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let mut files: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    let generated = smtp_operator::crdgen::crds();
+    assert_eq!(files, generated.iter().map(|(f, _)| f.to_string()).collect::<Vec<_>>(), "one file per CRD");
     let mut all = String::new();
-    for (file, yaml) in smtp_operator::crdgen::crds() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds").join(file);
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (file, yaml) in generated {
+        let on_disk = std::fs::read_to_string(dir.join(file)).unwrap();
         assert!(on_disk == yaml, "crds/{file} is stale: regenerate it from `cargo run -- crd` (one file per CRD)");
         all.push_str(&on_disk);
     }
-    assert_eq!(all, smtp_operator::crdgen::crd_yaml(), "crds/ concatenated is the `crd` output");
+    // in file-name order, as `cat crds/*.yaml` and `kubectl apply -f crds/` read them
+    assert_eq!(all, smtp_operator::crdgen::crd_yaml(), "crds/*.yaml concatenated is the `crd` output");
 }
 
 fn smtp_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {

@@ -275,8 +275,7 @@ async fn an_upstream_that_dies_after_data_leaves_the_client_with_a_4xx() {
     let port = peer.port.to_string();
     let relay = RelayProcess::start(ns.name(), "mail", &["--denied-cidrs=", "--allowed-ports", &port]);
 
-    let mut d = Dialog::connect(&relay.addr);
-    assert!(d.login(APP_USER, APP_PASSWORD).starts_with("235"));
+    let mut d = logged_in(&relay.addr);
     let msg = format!("From: {USER}\r\nSubject: dropped\r\n\r\nbody\r\n.\r\n");
     let r = send_message(&mut d, USER, "a@example.test", msg.as_bytes());
     assert!(r.starts_with("451 4.4.2"), "never a 250 when the upstream did not answer: {r}");
@@ -482,6 +481,18 @@ async fn relay_at_basic_peer(prefix: &str) -> (TestNamespace, SmtpPeer, Vec<Stri
     (ns, peer, flags)
 }
 
+/// A whole message: [`half_message`], the rest and the end of data.
+fn whole_message(subject: &str) -> String {
+    format!("{}second half\r\n.\r\n", half_message(subject))
+}
+
+/// A new client session, logged in with the generated credentials.
+fn logged_in(addr: &str) -> Dialog {
+    let mut d = Dialog::connect(addr);
+    assert!(d.login(APP_USER, APP_PASSWORD).starts_with("235"));
+    d
+}
+
 /// MAIL, RCPT, DATA and the first half of the body of a message: the transaction is then in flight.
 fn begin_message(d: &mut Dialog, subject: &str) {
     assert!(d.cmd(&format!("MAIL FROM:<{USER}>")).starts_with("250"));
@@ -497,9 +508,8 @@ async fn a_relay_killed_or_stopped_mid_transaction_loses_no_accepted_message_and
     let mut relay = RelayProcess::start(ns.name(), "mail", &flags);
 
     // one message accepted, then SIGKILL while the next one's body is on its way
-    let mut d = Dialog::connect(&relay.addr);
-    assert!(d.login(APP_USER, APP_PASSWORD).starts_with("235"));
-    let done = format!("{}second half\r\n.\r\n", half_message("accepted-before-kill"));
+    let mut d = logged_in(&relay.addr);
+    let done = whole_message("accepted-before-kill");
     assert!(send_message(&mut d, USER, "a@example.test", done.as_bytes()).starts_with("250"));
     begin_message(&mut d, "in-flight-at-kill");
     let disconnects = peer.count("disconnect");
@@ -511,9 +521,8 @@ async fn a_relay_killed_or_stopped_mid_transaction_loses_no_accepted_message_and
 
     // the app retries on a new relay process: the message arrives once
     let mut relay = RelayProcess::start(ns.name(), "mail", &flags);
-    let mut d = Dialog::connect(&relay.addr);
-    assert!(d.login(APP_USER, APP_PASSWORD).starts_with("235"));
-    let retry = format!("{}second half\r\n.\r\n", half_message("in-flight-at-kill"));
+    let mut d = logged_in(&relay.addr);
+    let retry = whole_message("in-flight-at-kill");
     assert!(send_message(&mut d, USER, "a@example.test", retry.as_bytes()).starts_with("250"));
 
     // SIGTERM mid-body: the transaction in flight is finished and accepted, then the session is closed
@@ -547,8 +556,7 @@ async fn clients_that_connect_per_message_share_pooled_upstream_sessions() {
         assert!(ok, "{out}\n{}", relay.log_text());
     }
     // a client that leaves with a transaction open: its session is reset before it is pooled
-    let mut d = Dialog::connect(&relay.addr);
-    assert!(d.login(APP_USER, APP_PASSWORD).starts_with("235"));
+    let mut d = logged_in(&relay.addr);
     assert!(d.cmd(&format!("MAIL FROM:<{USER}>")).starts_with("250"));
     assert!(d.cmd("RCPT TO:<left@example.test>").starts_with("250"));
     assert!(d.cmd("QUIT").starts_with("221"));

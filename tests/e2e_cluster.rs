@@ -135,15 +135,7 @@ async fn cluster_settings_resolve_in_the_cluster_resource_namespace_and_go_ready
     let mail = kubectl_ok(["get", "mail", "-A"]);
     assert!(mail.contains(&name), "category mail lists the ClusterSmtpSettings:\n{mail}");
     // events about a cluster-scoped object live in the default namespace
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let events = events_for(&s.client, "default", &name).await;
-        if events.iter().any(|(t, r, _)| t == "Normal" && r == "CheckSucceeded") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no CheckSucceeded event about {name} in default: {events:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_event(&s.client, "default", &name, "Normal", "CheckSucceeded").await;
 
     // a Secret that is not in the cluster resource namespace is not found, whatever other namespaces hold
     let refused = wait_cluster_condition(&s.client, &missing, "Valid", "False", Some("SecretNotFound")).await;

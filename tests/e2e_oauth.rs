@@ -306,8 +306,7 @@ async fn token_endpoint_refusals_are_token_request_failed_and_nothing_is_dialled
         assert_ne!(condition(&obj, "Connected").unwrap().status, "True", "{name}: no connection without a token");
         assert_eq!(obj.status.as_ref().unwrap().last_check.as_ref().unwrap().result, CheckResult::Failed);
         assert_eq!(grants_seen(&oauth, app), ["client_credentials:error"], "{name}: one refused request at the server");
-        let events = events_for(&client, ns.name(), name).await;
-        assert!(events.iter().any(|(t, r, _)| t == "Warning" && r == "TokenRequestFailed"), "{name}: {events:?}");
+        wait_event(&client, ns.name(), name, "Warning", "TokenRequestFailed").await;
     }
     // the failure is not cached as a token and nothing reached the SMTP server
     assert_eq!(smtp.count("connect"), 0, "the SMTP server saw a connection: {:?}", smtp.events());
@@ -359,8 +358,7 @@ async fn a_token_the_mta_refuses_is_authentication_failed_and_not_reused() {
     assert_eq!(lc.result, CheckResult::Failed);
     assert!(lc.server_mechanisms.iter().any(|m| m == "XOAUTH2"), "{:?}", lc.server_mechanisms);
     assert_eq!(grants_seen(&oauth, "cc-app"), ["client_credentials:ok"], "the token itself was issued");
-    let events = events_for(&client, ns.name(), "mail").await;
-    assert!(events.iter().any(|(t, r, _)| t == "Warning" && r == "AuthenticationFailed"), "{events:?}");
+    wait_event(&client, ns.name(), "mail", "Warning", "AuthenticationFailed").await;
 
     // a refused token is dropped from the cache: the next check fetches a fresh one
     tokio::time::sleep(Duration::from_millis(1200)).await;

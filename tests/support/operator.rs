@@ -248,6 +248,26 @@ pub async fn wait_condition(
     .await
 }
 
+/// Waits (at most 30 s) until an event `type_`/`reason` about `name` exists in `ns`; returns all its events.
+/// Events are written after the status, so a test that has just seen a condition must wait for them.
+pub async fn wait_event(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    reason: &str,
+) -> Vec<(String, String, String)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let events = events_for(client, ns, name).await;
+        if events.iter().any(|(t, r, _)| t == type_ && r == reason) {
+            return events;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {type_} {reason} event about {name} in {ns}: {events:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// Events (events.k8s.io) about `name` in `ns`: (type, reason, note).
 pub async fn events_for(client: &kube::Client, ns: &str, name: &str) -> Vec<(String, String, String)> {
     let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);

@@ -166,15 +166,7 @@ impl Scenario {
 
     /// Waits (at most 30 s) until an event `type_`/`reason` about `name` exists; returns all its events.
     pub async fn wait_event(&self, name: &str, type_: &str, reason: &str) -> Vec<(String, String, String)> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let events = events_for(&self.client, self.ns(), name).await;
-            if events.iter().any(|(t, r, _)| t == type_ && r == reason) {
-                return events;
-            }
-            assert!(std::time::Instant::now() < deadline, "no {type_} {reason} event about {name}: {events:?}");
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
+        wait_event(&self.client, self.ns(), name, type_, reason).await
     }
 
     /// Deletes the resources (while the operator still runs), stops the operator, deletes the namespaces.

@@ -7,8 +7,8 @@
 //! plus one second; the server's reply code and sanitized text in the message when there was a reply; the words of
 //! the hint that says what to do; and that no credential appears anywhere in the report, the condition message or
 //! the peer's log. One test per row (the harness runs them in parallel); [`table`] lists them all for the README
-//! check. Rows that need more than one check (Retry-After) or a name with several addresses live at the end and in
-//! `src/engine/dial.rs`.
+//! check. Rows that need more than one check (Retry-After) or a name with several addresses (a private
+//! `/etc/hosts`, through `smtp-operator check`) live at the end.
 
 mod support;
 
@@ -468,4 +468,83 @@ async fn token_429_retry_after_is_honoured() {
     let asked = server.events().iter().filter(|e| e["event"] == "fault").count();
     assert_eq!(asked, 1, "one request to the endpoint: {:?}", server.events());
     assert_eq!(tokens.token_requests(), 1);
+}
+
+/// The row "a name resolving to several addresses, the first refuses and the second works": `localhost` with two
+/// addresses, run through `smtp-operator check` (the same validation and engine) under a private mount namespace
+/// whose `/etc/hosts` holds the two lines Debian ships for it (`127.0.0.1 localhost`, `::1 localhost`), so the
+/// system resolver (getaddrinfo, as in production) returns both whatever this machine's own hosts file says. The
+/// peer listens only on the LAST address the resolver returns, so the first refuses: Ready within the budget,
+/// the connection at the peer on that address, authenticated over TLS verified for the name `localhost`.
+#[test]
+fn dns_several_addresses_the_first_refuses_the_second_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n::1 localhost\n").unwrap();
+    let resolve = "import socket; print('\\n'.join(a[4][0] for a in socket.getaddrinfo('localhost', 25, type=socket.SOCK_STREAM)))";
+    let out = in_private_hosts(&hosts, &["python3", "-c", resolve]);
+    let addrs: Vec<&str> = out.lines().collect();
+    assert!(
+        addrs.len() >= 2,
+        "the row needs `localhost` to resolve to several addresses, but with /etc/hosts holding \
+         `127.0.0.1 localhost` and `::1 localhost` the system resolver returned only {addrs:?} (is IPv6 off on \
+         this machine's loopback? `ip -6 addr show lo` must list ::1); the row cannot run here and does not pass"
+    );
+    let (first, last) = (addrs[0], *addrs.last().unwrap());
+    let auth = ["--auth", "plain", "--user", USER, "--password", PASSWORD];
+    let peer = SmtpPeer::start(&[&["--host", last, "--tls", "starttls"][..], &auth].concat());
+    let first_addr = SocketAddr::new(first.parse().unwrap(), peer.port);
+    let refused = std::net::TcpStream::connect_timeout(&first_addr, Duration::from_secs(2)).map(|_| ()).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "the first address {first_addr} refuses");
+
+    let manifest = format!(
+        "apiVersion: smtp-operator.io/v1alpha1\nkind: SmtpSettings\nmetadata: {{name: several}}\nspec:\n  server: localhost\n  \
+         port: {}\n  from: alerts@example.com\n  tls: {{mode: StartTLS, caBundle: {{configMapKeyRef: {{name: ca, key: ca.crt}}}}}}\n  \
+         auth: {{type: Basic, basic: {{username: {USER}, passwordSecretRef: {{name: creds, key: password}}}}}}\n  \
+         check: {{timeout: {}s}}\n",
+        peer.port,
+        BUDGET.as_secs()
+    );
+    let (file, ca, pw) = (dir.path().join("s.yaml"), dir.path().join("ca.pem"), dir.path().join("pw"));
+    std::fs::write(&file, manifest).unwrap();
+    std::fs::write(&ca, peer.ca_pem()).unwrap();
+    std::fs::write(&pw, PASSWORD).unwrap();
+    let (ca, pw) = (format!("ca={}", ca.display()), format!("creds={}", pw.display()));
+    let bin = env!("CARGO_BIN_EXE_smtp-operator");
+    let args = [bin, "check", "-f", file.to_str().unwrap(), "--secret-file", &pw, "--configmap-file", &ca];
+    let report = in_private_hosts(&hosts, &args);
+
+    let last_addr = SocketAddr::new(last.parse().unwrap(), peer.port);
+    assert!(report.contains(&format!("Connected to: {last_addr}")), "dialled the last address:\n{report}");
+    assert!(report.contains("Authenticated with: PLAIN"), "{report}");
+    let ms: u128 = report
+        .lines()
+        .find_map(|l| l.strip_prefix("Result: Succeeded in ")?.strip_suffix(" ms")?.parse().ok())
+        .unwrap_or_else(|| panic!("Ready:\n{report}"));
+    assert!(ms <= BUDGET.as_millis(), "within the budget of {BUDGET:?}: {ms} ms");
+    let connects = peer.events_of("connect");
+    assert_eq!(connects.len(), 1, "one connection at the peer: {connects:?}");
+    assert_eq!(peer.count("auth"), 1);
+    for s in secrets() {
+        assert!(!report.contains(&s) && !peer.events_raw().contains(&s), "a credential leaked");
+    }
+}
+
+/// Runs `cmd` with `hosts` mounted over `/etc/hosts` in a private mount namespace (`unshare -m`, needs root like
+/// the suite's node; the mount ends with the command) and returns its stdout; panics when it failed.
+fn in_private_hosts(hosts: &std::path::Path, cmd: &[&str]) -> String {
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""])
+        .arg(hosts)
+        .args(cmd)
+        .output()
+        .expect("run unshare (util-linux)");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} with a private /etc/hosts failed ({}); this row needs `unshare --mount` and `mount --bind` \
+         (root, as scripts/test runs):\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout.into_owned()
 }

@@ -186,9 +186,9 @@ mod tests {
         assert!(f.message.contains(&addrs[2].to_string()), "{}", f.message);
     }
 
-    /// The fault table's row "a name resolving to several addresses, the first refuses, the second works"
-    /// (tests/faults.rs cannot make a name resolve to two loopback addresses): the refusal moves on to the next
-    /// address, which is dialled within the budget.
+    /// The fault table's row "a name resolving to several addresses, the first refuses, the second works", at
+    /// the level of `connect` (tests/faults.rs runs it end to end with a real name): the refusal moves on to the
+    /// next address, which is dialled within the budget.
     #[tokio::test]
     async fn a_refusing_first_address_falls_through_to_the_next() {
         let refusing = std::net::TcpListener::bind("127.0.0.2:0").unwrap().local_addr().unwrap();

@@ -211,7 +211,7 @@ async fn settings_controller<K: SettingsResource>(
     let metrics = ctx.metrics.clone();
     let malformed = ctx.clone();
     let main_stream = watcher(smtp_api, watcher::Config::default())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .filter_map(move |event| {
             let ctx = malformed.clone();
             futures::future::ready(match event {
@@ -231,8 +231,8 @@ async fn settings_controller<K: SettingsResource>(
         .reflect(writer)
         .touched_objects()
         .predicate_filter(trigger_hash::<K>, Default::default());
-    let secrets = watcher(secret_api, watcher::Config::default()).default_backoff().touched_objects();
-    let config_maps = watcher(cm_api, watcher::Config::default()).default_backoff().touched_objects();
+    let secrets = watcher(secret_api, watcher::Config::default()).backoff(WatchBackoff::default()).touched_objects();
+    let config_maps = watcher(cm_api, watcher::Config::default()).backoff(WatchBackoff::default()).touched_objects();
 
     if let Some(health) = health {
         report_synced(reader.clone(), health);
@@ -243,6 +243,7 @@ async fn settings_controller<K: SettingsResource>(
     let (ctx_s, ctx_c) = (ctx.clone(), ctx.clone());
     Controller::for_stream(main_stream, reader)
         .with_config(ControllerConfig::default().concurrency(ctx.settings.concurrency))
+        .trigger_backoff(WatchBackoff::default())
         .watches_stream(secrets, move |s| {
             // a changed (or deleted) Secret's cached value is read again by the reconciles this triggers
             ctx_s.refs.invalidate(RefKind::Secret, s.namespace().as_deref().unwrap_or_default(), &s.name_any());
@@ -262,6 +263,42 @@ async fn settings_controller<K: SettingsResource>(
         })
         .await;
     Ok(())
+}
+
+/// The backoff of every watch after a failed request: 0.8 s, doubling up to 5 s, back to 0.8 s after a success.
+/// kube-runtime's default waits up to 30 s plus as much jitter, and after an API-server outage a resumed watch is
+/// answered `410 Gone` and waits once more before it lists anew: minutes before a change is seen again. At most one
+/// replica watches (the leader), so there is no herd of clients for jitter to spread.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    pub(crate) const FIRST: Duration = Duration::from_millis(800);
+    pub(crate) const MAX: Duration = Duration::from_secs(5);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let wait = self.next;
+        self.next = (wait * 2).min(Self::MAX);
+        Some(wait)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
 }
 
 type Reconciled<K> = Result<
@@ -413,6 +450,16 @@ fn referencing<K: SettingsResource>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watch_backoff_doubles_to_five_seconds_and_resets() {
+        use kube::runtime::utils::Backoff;
+        let mut b = WatchBackoff::default();
+        let waits: Vec<u64> = b.by_ref().take(5).map(|d| d.as_millis() as u64).collect();
+        assert_eq!(waits, [800, 1600, 3200, 5000, 5000]);
+        b.reset();
+        assert_eq!(b.next(), Some(Duration::from_millis(800)));
+    }
 
     #[test]
     fn malformed_objects_are_reported_and_skipped_not_fatal() {

@@ -342,6 +342,7 @@ pub async fn run(
     let ctx = Arc::new(Ctx { client, pod });
     Controller::new(relays, watcher::Config::default())
         .owns(deployments, watcher::Config::default().labels("app.kubernetes.io/name=smtp-relay"))
+        .trigger_backoff(crate::controller::run::WatchBackoff::default())
         .graceful_shutdown_on(async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })

@@ -1,8 +1,8 @@
 //! The cluster rows of the fault table (issue 11; the engine rows are `tests/faults.rs`) that leave the shared
 //! control plane alone: a referenced Secret deleted while Ready and recreated, the namespace deleted with a
 //! resource in it, and a status written by another field manager; plus the TLS row that needs the controller
-//! (insecureSkipVerify against an expired certificate: Ready, with the warning event). (Stopping the kube-apiserver or etcd needs a private control plane; `scripts/control-plane`
-//! runs one per checkout, so those rows are not here.)
+//! (insecureSkipVerify against an expired certificate: Ready, with the warning event). Stopping the kube-apiserver
+//! or etcd needs a private control plane: those rows are `tests/e2e_plane_faults.rs`.
 
 mod support;
 

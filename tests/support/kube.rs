@@ -53,7 +53,11 @@ pub fn kubeconfig_path() -> &'static Path {
 
 /// A kube client for the test control plane.
 pub async fn client() -> Client {
-    let path = kubeconfig_path();
+    client_at(kubeconfig_path()).await
+}
+
+/// A kube client for the plane of `path` (e.g. a [`super::plane::PrivatePlane`]'s kubeconfig).
+pub async fn client_at(path: &Path) -> Client {
     let kubeconfig =
         Kubeconfig::read_from(path).unwrap_or_else(|e| panic!("reading kubeconfig {}: {e}", path.display()));
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
@@ -75,9 +79,18 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
+    kubectl_at(kubeconfig_path(), args)
+}
+
+/// Like [`kubectl`], against the plane of `kubeconfig`.
+pub fn kubectl_at<I, S>(kubeconfig: &Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
     Command::new(kubectl_path())
         .args(args)
-        .env("KUBECONFIG", kubeconfig_path())
+        .env("KUBECONFIG", kubeconfig)
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", kubectl_path().display()))
 }
@@ -116,12 +129,19 @@ pub fn unique_name(prefix: &str) -> String {
 pub struct TestNamespace {
     name: String,
     client: Client,
+    /// The plane's kubeconfig, for the kubectl of [`Drop`].
+    kubeconfig: PathBuf,
     deleted: bool,
 }
 
 impl TestNamespace {
     /// Creates a fresh namespace named after `prefix` (e.g. the test's name).
     pub async fn new(client: &Client, prefix: &str) -> TestNamespace {
+        TestNamespace::new_at(client, prefix, kubeconfig_path()).await
+    }
+
+    /// Like [`TestNamespace::new`] on the plane of `kubeconfig` (the one `client` talks to).
+    pub async fn new_at(client: &Client, prefix: &str, kubeconfig: &Path) -> TestNamespace {
         let name = unique_name(prefix);
         let ns = Namespace {
             metadata: ObjectMeta {
@@ -135,7 +155,7 @@ impl TestNamespace {
             .create(&PostParams::default(), &ns)
             .await
             .unwrap_or_else(|e| panic!("creating test namespace {name}: {e}"));
-        TestNamespace { name, client: client.clone(), deleted: false }
+        TestNamespace { name, client: client.clone(), kubeconfig: kubeconfig.to_path_buf(), deleted: false }
     }
 
     pub fn name(&self) -> &str {
@@ -170,7 +190,7 @@ impl Drop for TestNamespace {
         // Drop cannot await, and blocking on the kube client here could deadlock the test's runtime, so use
         // kubectl (a separate process, bounded by --request-timeout). Errors are ignored: the namespace is
         // unique, and a leftover one harms no other test.
-        let _ =
-            kubectl(["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found", "--request-timeout=10s"]);
+        let args = ["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found", "--request-timeout=10s"];
+        let _ = kubectl_at(&self.kubeconfig, args);
     }
 }

@@ -5,6 +5,7 @@ pub mod kube;
 pub mod node;
 pub mod oauth;
 pub mod operator;
+pub mod plane;
 pub mod rbac;
 pub mod relay;
 pub mod scenario;

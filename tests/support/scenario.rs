@@ -13,13 +13,17 @@
 
 use serde_json::{Value, json};
 
-use super::kube::{TestNamespace, client};
+use std::path::{Path, PathBuf};
+
+use super::kube::{TestNamespace, client_at, kubeconfig_path};
 use super::operator::*;
 use super::smtp_peer::SmtpPeer;
 
 /// A test's namespace, peer and operator.
 pub struct Scenario {
     pub client: kube::Client,
+    /// The plane's kubeconfig (the shared plane's, or a private one: [`Scenario::on_plane`]).
+    pub kubeconfig: PathBuf,
     pub ns: TestNamespace,
     pub peer: SmtpPeer,
     pub op: Option<Operator>,
@@ -31,20 +35,15 @@ pub struct Scenario {
 /// Deletes the SmtpSettings of the scenario's namespaces on drop, also when the test panicked: without a
 /// controller-manager a deleted namespace keeps its objects, and an all-namespaces operator of a later test
 /// would see them. [`Scenario::finish`] empties it (it deletes them itself).
-struct DeleteSmtpOnDrop(Vec<String>);
+struct DeleteSmtpOnDrop(Vec<String>, PathBuf);
 
 impl Drop for DeleteSmtpOnDrop {
     fn drop(&mut self) {
         for ns in &self.0 {
-            let _ = super::kube::kubectl([
-                "delete",
-                "smtpsettings",
-                "--all",
-                "-n",
-                ns,
-                "--wait=false",
-                "--request-timeout=10s",
-            ]);
+            let _ = super::kube::kubectl_at(
+                &self.1,
+                ["delete", "smtpsettings", "--all", "-n", ns, "--wait=false", "--request-timeout=10s"],
+            );
         }
     }
 }
@@ -52,16 +51,23 @@ impl Drop for DeleteSmtpOnDrop {
 impl Scenario {
     /// Client, CRD, a namespace named after `prefix`, and a peer started with `peer_args`.
     pub async fn new(prefix: &str, peer_args: &[&str]) -> Scenario {
-        let client = client().await;
+        Scenario::on_plane(prefix, peer_args, kubeconfig_path()).await
+    }
+
+    /// Like [`Scenario::new`], on the plane of `kubeconfig` (e.g. a test's own
+    /// [`super::plane::PrivatePlane`]); the operator is started with that kubeconfig too.
+    pub async fn on_plane(prefix: &str, peer_args: &[&str], kubeconfig: &Path) -> Scenario {
+        let client = client_at(kubeconfig).await;
         install_crd(&client).await;
-        let ns = TestNamespace::new(&client, prefix).await;
-        let guard = DeleteSmtpOnDrop(vec![ns.name().to_string()]);
-        Scenario { client, ns, peer: SmtpPeer::start(peer_args), op: None, more: Vec::new(), guard }
+        let ns = TestNamespace::new_at(&client, prefix, kubeconfig).await;
+        let guard = DeleteSmtpOnDrop(vec![ns.name().to_string()], kubeconfig.to_path_buf());
+        let peer = SmtpPeer::start(peer_args);
+        Scenario { client, kubeconfig: kubeconfig.to_path_buf(), ns, peer, op: None, more: Vec::new(), guard }
     }
 
     /// Another namespace for the test (e.g. the operator's own, or a second tenant); returns its name.
     pub async fn namespace(&mut self, prefix: &str) -> String {
-        let ns = TestNamespace::new(&self.client, prefix).await;
+        let ns = TestNamespace::new_at(&self.client, prefix, &self.kubeconfig).await;
         let name = ns.name().to_string();
         self.guard.0.push(name.clone());
         self.more.push(ns);
@@ -91,12 +97,10 @@ impl Scenario {
         args
     }
 
-    /// Starts (or replaces) the operator with [`Scenario::operator_args`].
+    /// Starts (or replaces) the operator with [`Scenario::operator_args`], on the scenario's plane.
     pub fn start_operator(&mut self, extra: &[&str]) -> &mut Operator {
         let args = self.operator_args(extra);
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.op = Some(Operator::start(&refs));
-        self.op.as_mut().expect("just started")
+        self.start_operator_as(&args, None)
     }
 
     /// [`Scenario::operator_args`] without `--watch-namespace`: an operator that watches every namespace.
@@ -108,8 +112,7 @@ impl Scenario {
     /// ServiceAccount's, to run with limited RBAC) instead of the plane's admin kubeconfig when given.
     pub fn start_operator_as(&mut self, args: &[String], kubeconfig: Option<&std::path::Path>) -> &mut Operator {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let kc =
-            kubeconfig.unwrap_or(super::kube::kubeconfig_path()).to_str().expect("utf-8 kubeconfig path").to_string();
+        let kc = kubeconfig.unwrap_or(&self.kubeconfig).to_str().expect("utf-8 kubeconfig path").to_string();
         self.op = Some(Operator::start_with_env(&refs, &[("KUBECONFIG", &kc)]));
         self.op.as_mut().expect("just started")
     }

@@ -48,22 +48,9 @@ pub struct RelayArgs {
     #[arg(long, env = "SMTP_RELAY_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: String,
 
-    /// SMTP ports the relay may connect to upstream (as for `run`).
-    #[arg(long, env = "SMTP_OPERATOR_ALLOWED_PORTS", default_value = "25,465,587,2525")]
-    pub allowed_ports: String,
-
-    /// Ports a `tokenUrl` may use (as for `run`).
-    #[arg(long, env = "SMTP_OPERATOR_ALLOWED_TOKEN_PORTS", default_value = "443")]
-    pub allowed_token_ports: String,
-
-    /// Resolved addresses the relay may not connect to (as for `run`).
-    #[arg(long, env = "SMTP_OPERATOR_DENIED_CIDRS", default_value = "default")]
-    pub denied_cidrs: String,
-
-    /// Enforce `smtp-operator.io/allowed-servers` on referenced Secrets (as for `run`).
-    #[arg(long, env = "SMTP_OPERATOR_REQUIRE_SECRET_BINDING", default_value_t = true, action = clap::ArgAction::Set,
-        num_args = 0..=1, require_equals = false, default_missing_value = "true")]
-    pub require_secret_binding: bool,
+    /// The policy flags, with the same meaning as for `run` (the operator passes its own on).
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 
     /// Where the Secrets and ConfigMaps of a referenced ClusterSmtpSettings live (the operator passes its own
     /// `--cluster-resource-namespace`); without it a `settingsRef` of kind ClusterSmtpSettings is refused.
@@ -74,20 +61,8 @@ pub struct RelayArgs {
 /// Flags of `smtp-operator run`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// SMTP ports a check may connect to (comma separated; `a-b` ranges allowed). Others:
-    /// `Valid=False PortNotAllowed`, no connection made.
-    #[arg(long, env = "SMTP_OPERATOR_ALLOWED_PORTS", default_value = "25,465,587,2525")]
-    pub allowed_ports: String,
-
-    /// Ports a `tokenUrl` may use. Others: `Valid=False PortNotAllowed`, no request made.
-    #[arg(long, env = "SMTP_OPERATOR_ALLOWED_TOKEN_PORTS", default_value = "443")]
-    pub allowed_token_ports: String,
-
-    /// Resolved addresses a check (SMTP or token endpoint) may not connect to, comma-separated CIDRs.
-    /// `default` = loopback, link-local (incl. cloud metadata), unspecified and their IPv4-mapped forms;
-    /// an empty value denies nothing.
-    #[arg(long, env = "SMTP_OPERATOR_DENIED_CIDRS", default_value = "default")]
-    pub denied_cidrs: String,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 
     /// Per resource: no two checks closer than this.
     #[arg(long, env = "SMTP_OPERATOR_MIN_CHECK_INTERVAL", default_value = "60s", value_parser = parse_duration)]
@@ -100,11 +75,6 @@ pub struct RunArgs {
     /// Checks for the whole operator (`N/s`, `N/m`, `N/h`; burst = N).
     #[arg(long, env = "SMTP_OPERATOR_GLOBAL_CHECK_RATE", default_value = "60/m")]
     pub global_check_rate: String,
-
-    /// Enforce the `smtp-operator.io/allowed-servers` annotation on referenced Secrets.
-    #[arg(long, env = "SMTP_OPERATOR_REQUIRE_SECRET_BINDING", default_value_t = true, action = clap::ArgAction::Set,
-        num_args = 0..=1, require_equals = false, default_missing_value = "true")]
-    pub require_secret_binding: bool,
 
     /// Limit the operator to one namespace (default: all namespaces).
     #[arg(long, env = "SMTP_OPERATOR_WATCH_NAMESPACE")]
@@ -187,6 +157,53 @@ pub struct CheckArgs {
     pub send_test_email: bool,
 }
 
+/// The security policy flags, shared by `run` and `relay` (docs/api.md, "flags"; src/policy/).
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct PolicyArgs {
+    /// SMTP ports a check (or a relay, upstream) may connect to (comma separated; `a-b` ranges allowed). Others:
+    /// `Valid=False PortNotAllowed`, no connection made.
+    #[arg(long, env = "SMTP_OPERATOR_ALLOWED_PORTS", default_value = "25,465,587,2525")]
+    pub allowed_ports: String,
+
+    /// Ports a `tokenUrl` may use. Others: `Valid=False PortNotAllowed`, no request made.
+    #[arg(long, env = "SMTP_OPERATOR_ALLOWED_TOKEN_PORTS", default_value = "443")]
+    pub allowed_token_ports: String,
+
+    /// Resolved addresses a check or a relay (SMTP or token endpoint) may not connect to, comma-separated CIDRs.
+    /// `default` = loopback, link-local (incl. cloud metadata), unspecified and their IPv4-mapped forms;
+    /// an empty value denies nothing.
+    #[arg(long, env = "SMTP_OPERATOR_DENIED_CIDRS", default_value = "default")]
+    pub denied_cidrs: String,
+
+    /// Enforce the `smtp-operator.io/allowed-servers` annotation on referenced Secrets.
+    #[arg(long, env = "SMTP_OPERATOR_REQUIRE_SECRET_BINDING", default_value_t = true, action = clap::ArgAction::Set,
+        num_args = 0..=1, require_equals = false, default_missing_value = "true")]
+    pub require_secret_binding: bool,
+}
+
+impl PolicyArgs {
+    /// The parsed policy; a flag that does not parse is an error naming it.
+    pub fn security_policy(
+        &self,
+        helo_name: String,
+        cluster_resource_namespace: Option<String>,
+    ) -> anyhow::Result<crate::validate::SecurityPolicy> {
+        use crate::policy;
+        let ports = |flag: &str, v: &str| {
+            policy::parse_port_list(v).map(|l| l.ports()).map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"))
+        };
+        Ok(crate::validate::SecurityPolicy {
+            allowed_ports: ports("--allowed-ports", &self.allowed_ports)?,
+            allowed_token_ports: ports("--allowed-token-ports", &self.allowed_token_ports)?,
+            denied: policy::parse_cidr_list(&self.denied_cidrs)
+                .map_err(|e| anyhow::anyhow!("--denied-cidrs {:?}: {e}", self.denied_cidrs))?,
+            require_secret_binding: self.require_secret_binding,
+            helo_name,
+            cluster_resource_namespace,
+        })
+    }
+}
+
 /// Parses a Go-style duration for clap.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::duration::parse(s)
@@ -207,12 +224,12 @@ mod tests {
     #[test]
     fn boolean_flags_work_bare_and_with_a_value() {
         let a = run(&["--leader-elect", "--leader-election-namespace", "ops", "--require-secret-binding"]);
-        assert!(a.leader_elect && a.require_secret_binding);
+        assert!(a.leader_elect && a.policy.require_secret_binding);
         assert_eq!(a.leader_election_namespace.as_deref(), Some("ops"));
         assert!(!run(&["--leader-elect=false"]).leader_elect);
-        assert!(!run(&["--require-secret-binding", "false"]).require_secret_binding);
+        assert!(!run(&["--require-secret-binding", "false"]).policy.require_secret_binding);
         assert!(run(&["--leader-elect", "true"]).leader_elect);
-        assert!(!run(&[]).leader_elect && run(&[]).require_secret_binding);
+        assert!(!run(&[]).leader_elect && run(&[]).policy.require_secret_binding);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use smtp_operator::api::ClusterSmtpSettings;
+use smtp_operator::cli::PolicyArgs;
 use smtp_operator::relay::api::SmtpRelay;
 use smtp_operator::relay::objects::{RelayPodSettings, cluster_access_name};
 use smtp_operator::relay::reconcile::{FINALIZER, apply_relay, release_cluster_access, write_status};
@@ -276,10 +277,12 @@ async fn a_relay_uses_cluster_settings_from_an_allowed_namespace_and_is_refused_
     wait_cluster_condition(&s.client, &name, "Ready", "True", Some("CheckSucceeded")).await;
     let pod = RelayPodSettings {
         image: "smtp-operator:test".into(),
-        allowed_ports: s.peer.port.to_string(),
-        allowed_token_ports: "443".into(),
-        denied_cidrs: String::new(),
-        require_secret_binding: true,
+        policy: PolicyArgs {
+            allowed_ports: s.peer.port.to_string(),
+            allowed_token_ports: "443".into(),
+            denied_cidrs: String::new(),
+            require_secret_binding: true,
+        },
         network_policy: false,
         cluster_resource_namespace: Some(resources.clone()),
     };

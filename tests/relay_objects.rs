@@ -12,6 +12,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 use serde_json::json;
+use smtp_operator::cli::PolicyArgs;
 use smtp_operator::relay::api::SmtpRelay;
 use smtp_operator::relay::objects::RelayPodSettings;
 use smtp_operator::relay::reconcile::{MANAGER, apply_relay, write_status};
@@ -22,10 +23,12 @@ use support::operator::*;
 fn pod() -> RelayPodSettings {
     RelayPodSettings {
         image: "registry.example/smtp-operator:test".into(),
-        allowed_ports: "587".into(),
-        allowed_token_ports: "443".into(),
-        denied_cidrs: "default".into(),
-        require_secret_binding: true,
+        policy: PolicyArgs {
+            allowed_ports: "587".into(),
+            allowed_token_ports: "443".into(),
+            denied_cidrs: "default".into(),
+            require_secret_binding: true,
+        },
         network_policy: false,
         cluster_resource_namespace: None,
     }

@@ -106,7 +106,7 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
-        let reporter = Reporter { controller: "smtp-operator".into(), instance: settings.pod_name.clone() };
+        let reporter = Reporter { controller: events::CONTROLLER.into(), instance: settings.pod_name.clone() };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             limiter: CheckLimiter::new(settings.limits),
@@ -308,7 +308,7 @@ async fn settle<K: SettingsResource>(
     let next = status::next(shown, outcome, obj.meta().generation, now);
     write_status(ctx, obj, shown, &next).await?;
     observe_ready(ctx, obj, &next);
-    events::publish(&ctx.recorder, obj, events::to_publish(old, &next, ran)).await;
+    events::publish(ctx, obj, events::to_publish(old, &next, ran)).await;
     Ok(next)
 }
 

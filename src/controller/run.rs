@@ -32,9 +32,8 @@ use crate::conditions;
 use crate::http::Health;
 use crate::metrics::Metrics;
 use crate::metrics::objects::ObjectKey;
-use crate::policy;
 use crate::ratelimit::{Limits, Rate};
-use crate::validate::{self, RefKind, SecurityPolicy};
+use crate::validate::{self, RefKind};
 
 /// Where a pod finds its own namespace.
 pub const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
@@ -53,18 +52,10 @@ pub fn lease_namespace(flag: Option<&str>, pod_namespace: Option<&str>, service_
 
 /// Builds the settings from the flags; a flag that does not parse is an error naming it.
 pub fn settings_from_args(args: &RunArgs) -> anyhow::Result<Settings> {
-    let ports = |flag: &str, v: &str| {
-        policy::parse_port_list(v).map(|l| l.ports()).map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"))
-    };
-    let options = SecurityPolicy {
-        allowed_ports: ports("--allowed-ports", &args.allowed_ports)?,
-        allowed_token_ports: ports("--allowed-token-ports", &args.allowed_token_ports)?,
-        denied: policy::parse_cidr_list(&args.denied_cidrs)
-            .map_err(|e| anyhow::anyhow!("--denied-cidrs {:?}: {e}", args.denied_cidrs))?,
-        require_secret_binding: args.require_secret_binding,
-        helo_name: hostname_for_ehlo(args.pod_name.as_deref()),
-        cluster_resource_namespace: cluster_settings_enabled(args).then(|| cluster_resource_namespace(args)),
-    };
+    let options = args.policy.security_policy(
+        hostname_for_ehlo(args.pod_name.as_deref()),
+        cluster_settings_enabled(args).then(|| cluster_resource_namespace(args)),
+    )?;
     let rate = |flag: &str, v: &str| v.parse::<Rate>().map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"));
     let limits = Limits {
         min_interval: args.min_check_interval,
@@ -113,9 +104,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = settings_from_args(&args)?;
     let cluster_settings = cluster_settings_enabled(&args);
     info!(server_version = %version.git_version, watch_namespace = ?args.watch_namespace,
-        require_secret_binding = args.require_secret_binding, leader_elect = args.leader_elect,
+        require_secret_binding = args.policy.require_secret_binding, leader_elect = args.leader_elect,
         cluster_settings, cluster_resource_namespace = %settings.cluster_resource_namespace, "smtp-operator starting");
-    if !args.require_secret_binding {
+    if !args.policy.require_secret_binding {
         warn!(
             "--require-secret-binding=false: Secret values are sent without checking smtp-operator.io/allowed-servers"
         );
@@ -373,11 +364,14 @@ fn typed_event<K: SettingsResource>(
     event: watcher::Event<DynamicObject>,
     mut malformed: impl FnMut(&DynamicObject, &serde_json::Error),
 ) -> Option<watcher::Event<K>> {
-    let mut convert = |obj: DynamicObject| match serde_json::to_value(&obj).and_then(serde_json::from_value::<K>) {
-        Ok(typed) => Some(typed),
-        Err(e) => {
-            malformed(&obj, &e);
-            None
+    let mut convert = |mut obj: DynamicObject| {
+        slim(&mut obj.metadata);
+        match serde_json::to_value(&obj).and_then(serde_json::from_value::<K>) {
+            Ok(typed) => Some(typed),
+            Err(e) => {
+                malformed(&obj, &e);
+                None
+            }
         }
     };
     match event {
@@ -388,6 +382,19 @@ fn typed_event<K: SettingsResource>(
         watcher::Event::InitDone => Some(watcher::Event::InitDone),
     }
 }
+
+/// Drops what the operator never reads from an object it keeps in its cache: `managedFields` (a JSON tree per
+/// field manager, the larger part of an object with a status) and kubectl's last-applied copy of the object.
+/// Status writes are patches, so no copy of these is needed to write.
+fn slim(meta: &mut kube::core::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// kubectl's annotation holding the last applied object (a second copy of the spec).
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Logs and publishes a Warning event for a settings object that cannot be read.
 fn report_malformed<K: SettingsResource>(ctx: &Arc<Context>, obj: &DynamicObject, error: &serde_json::Error) {
@@ -477,8 +484,17 @@ mod tests {
             typed_event::<SmtpSettings>(watcher::Event::InitApply(bad), |o, _| seen.push(o.metadata.name.clone()));
         assert!(out.is_none());
         assert_eq!(seen, vec![Some("bad".to_string())]);
-        match typed_event::<SmtpSettings>(watcher::Event::Apply(good), |_, _| panic!("good object reported")) {
-            Some(watcher::Event::Apply(o)) => assert_eq!(o.spec.port, 587),
+        let mut cached = good;
+        cached.metadata.managed_fields = Some(vec![Default::default()]);
+        cached.metadata.annotations = Some(
+            [(LAST_APPLIED.to_string(), "{}".to_string()), (CHECK_REQUESTED_AT.to_string(), "now".to_string())].into(),
+        );
+        match typed_event::<SmtpSettings>(watcher::Event::Apply(cached), |_, _| panic!("good object reported")) {
+            Some(watcher::Event::Apply(o)) => {
+                assert_eq!(o.spec.port, 587);
+                assert_eq!(o.metadata.managed_fields, None, "managedFields are not cached");
+                assert_eq!(o.annotations().keys().collect::<Vec<_>>(), [CHECK_REQUESTED_AT], "nor kubectl's copy");
+            }
             _ => panic!("good object dropped"),
         }
         assert!(matches!(

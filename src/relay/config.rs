@@ -14,7 +14,6 @@ use super::auth::Account;
 use super::reconcile::settings::{self, Resolved};
 use crate::cli::RelayArgs;
 use crate::engine::SecretValue;
-use crate::policy;
 use crate::validate::{self, Plan, RefKind, RefObject, Referenced, SecurityPolicy};
 
 /// Everything a session needs, replaced as a whole when something changes.
@@ -33,18 +32,8 @@ pub struct RelayConfig {
 
 /// The policy part of the flags (the same flags and meaning as `run`).
 pub fn options(args: &RelayArgs) -> anyhow::Result<SecurityPolicy> {
-    let ports = |flag: &str, v: &str| {
-        policy::parse_port_list(v).map(|l| l.ports()).map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"))
-    };
-    Ok(SecurityPolicy {
-        allowed_ports: ports("--allowed-ports", &args.allowed_ports)?,
-        allowed_token_ports: ports("--allowed-token-ports", &args.allowed_token_ports)?,
-        denied: policy::parse_cidr_list(&args.denied_cidrs)
-            .map_err(|e| anyhow::anyhow!("--denied-cidrs {:?}: {e}", args.denied_cidrs))?,
-        require_secret_binding: args.require_secret_binding,
-        helo_name: hostname(),
-        cluster_resource_namespace: args.cluster_resource_namespace.clone().filter(|s| !s.trim().is_empty()),
-    })
+    let cluster_resource_namespace = args.cluster_resource_namespace.clone().filter(|s| !s.trim().is_empty());
+    args.policy.security_policy(hostname(), cluster_resource_namespace)
 }
 
 fn hostname() -> String {

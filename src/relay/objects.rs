@@ -22,10 +22,7 @@ pub struct RelayPodSettings {
     /// The operator's own image (the relay is a subcommand of the same binary).
     pub image: String,
     /// `run`'s policy flags, as given to the operator.
-    pub allowed_ports: String,
-    pub allowed_token_ports: String,
-    pub denied_cidrs: String,
-    pub require_secret_binding: bool,
+    pub policy: crate::cli::PolicyArgs,
     /// Add a NetworkPolicy that admits SMTP from anywhere in the cluster and metrics scrapes, nothing else.
     pub network_policy: bool,
     /// `run`'s cluster resource namespace when the operator serves ClusterSmtpSettings (passed on to the pods as
@@ -217,10 +214,10 @@ fn deployment(relay: &SmtpRelay, name: &str, pod: &RelayPodSettings) -> Deployme
         format!("--name={relay_name}"),
         format!("--listen-addr=0.0.0.0:{port}"),
         format!("--metrics-addr=0.0.0.0:{METRICS_PORT}"),
-        format!("--allowed-ports={}", pod.allowed_ports),
-        format!("--allowed-token-ports={}", pod.allowed_token_ports),
-        format!("--denied-cidrs={}", pod.denied_cidrs),
-        format!("--require-secret-binding={}", pod.require_secret_binding),
+        format!("--allowed-ports={}", pod.policy.allowed_ports),
+        format!("--allowed-token-ports={}", pod.policy.allowed_token_ports),
+        format!("--denied-cidrs={}", pod.policy.denied_cidrs),
+        format!("--require-secret-binding={}", pod.policy.require_secret_binding),
     ];
     if let Some(ns) = &pod.cluster_resource_namespace {
         args.push(format!("--cluster-resource-namespace={ns}"));
@@ -280,10 +277,12 @@ mod tests {
     fn pod() -> RelayPodSettings {
         RelayPodSettings {
             image: "ghcr.io/x/smtp-operator:1".into(),
-            allowed_ports: "587".into(),
-            allowed_token_ports: "443".into(),
-            denied_cidrs: "default".into(),
-            require_secret_binding: true,
+            policy: crate::cli::PolicyArgs {
+                allowed_ports: "587".into(),
+                allowed_token_ports: "443".into(),
+                denied_cidrs: "default".into(),
+                require_secret_binding: true,
+            },
             network_policy: false,
             cluster_resource_namespace: None,
         }

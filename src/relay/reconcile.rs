@@ -47,10 +47,7 @@ pub fn pod_settings(args: &crate::cli::RunArgs) -> RelayPodSettings {
             .ok()
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| format!("smtp-operator:{}", env!("CARGO_PKG_VERSION"))),
-        allowed_ports: args.allowed_ports.clone(),
-        allowed_token_ports: args.allowed_token_ports.clone(),
-        denied_cidrs: args.denied_cidrs.clone(),
-        require_secret_binding: args.require_secret_binding,
+        policy: args.policy.clone(),
         network_policy: std::env::var("SMTP_OPERATOR_RELAY_NETWORK_POLICY").is_ok_and(|v| v == "true"),
         cluster_resource_namespace: crate::controller::run::cluster_settings_enabled(args)
             .then(|| crate::controller::run::cluster_resource_namespace(args)),

@@ -261,7 +261,7 @@ client_secret = {CC_SECRET}
 def load(args, t, count, first):
     """`count` messages (numbered from `first`) to target t from `args.clients` concurrent clients, sent by the
     Rust load generator (benches/relay_load.rs): (latencies in s, failures, seconds, its CPU seconds)."""
-    cmd = [args.load, "--bench", "--addr", f"{t['host']}:{t['port']}", "--user", t["user"], "--name", t["name"],
+    cmd = [args.load, "--addr", f"{t['host']}:{t['port']}", "--user", t["user"], "--name", t["name"],
            "--clients", str(args.clients), "--count", str(count), "--first", str(first), "--size", str(args.size)]
     if t.get("ca"):
         cmd += ["--ca", t["ca"]]

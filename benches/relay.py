@@ -9,12 +9,18 @@ by introspection at the Authlib peer (`tests/peers/oauth_server.py`), as `postfi
   emailproxy  email-oauth2-proxy (PyPI `emailproxy`) configured for the same upstream and the same OAuth2
               client; clients log in with the account's address (AUTH PLAIN, no TLS).
 
-Every client opens a NEW connection per message (EHLO, [STARTTLS, EHLO,] AUTH PLAIN, MAIL, RCPT, DATA, QUIT) as
-Alertmanager does; latency is from connect to the final reply to DATA. Every reply is checked; a run with
-failures says so. Between targets the benchmark waits until Postfix delivered every accepted message into the
-Maildir, so no target pays for another's queue.
+The clients are the Rust load generator `benches/relay_load.rs` (a bench target, release build, not part of the
+operator binary; one process per target for the warm-up and one for the measured messages, the password on its
+stdin, the latencies and failures back as JSON on its stdout). Every client opens a NEW connection per message
+(EHLO, [STARTTLS with a full handshake, EHLO,] AUTH PLAIN, MAIL, RCPT, DATA, QUIT) as Alertmanager does; latency
+is from connect to the final reply to DATA. Every reply is checked; a run with failures says so. This script
+sets up and cleans up the targets and computes the figures: throughput, latency percentiles, and per message the
+CPU of the proxy, of the load generator (its rusage as a child), of Postfix + Dovecot and of Authlib. Between
+targets it waits until Postfix delivered every accepted message into the Maildir, so no target pays for
+another's queue.
 
     python benches/relay.py --binary target/release/smtp-operator --proxy-python VENV/bin/python
+                            --load target/release/deps/relay_load-HASH
                             [--clients 20] [--messages 2000] [--proxy-messages 100] [--size 10240] [--warmup 2]
 
 Needs KUBECONFIG (the control plane of scripts/control-plane) and kubectl on PATH. Everything it starts
@@ -22,16 +28,14 @@ Needs KUBECONFIG (the control plane of scripts/control-plane) and kubectl on PAT
 """
 
 import argparse
-import asyncio
-import base64
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -46,7 +50,6 @@ APP_PASSWORD = secrets.token_urlsafe(18)
 PROXY_PASSWORD = secrets.token_urlsafe(18)  # emailproxy encrypts its cached token with the client's password
 CC_SECRET = secrets.token_urlsafe(18)
 DOVECOT_SECRET = secrets.token_urlsafe(18)
-OP_TIMEOUT = 60  # seconds per SMTP reply
 
 
 def say(*a):
@@ -255,84 +258,19 @@ client_secret = {CC_SECRET}
 # ---- the load generator -------------------------------------------------------------------------------------
 
 
-class Refused(Exception):
-    pass
-
-
-async def reply(reader):
-    """One SMTP reply (all its lines): (code, text of the last line)."""
-    while True:
-        try:
-            line = await asyncio.wait_for(reader.readline(), OP_TIMEOUT)
-        except asyncio.TimeoutError:
-            raise Refused(f"no reply within {OP_TIMEOUT} s") from None
-        if not line:
-            raise Refused("connection closed")
-        if len(line) < 4 or line[3:4] != b"-":
-            return int(line[:3]), line.decode(errors="replace").strip()
-
-
-async def command(reader, writer, line, want):
-    writer.write(line + b"\r\n")
-    code, text = await reply(reader)
-    if code != want:
-        raise Refused(f"{line.split(b' ')[0].decode()}: {text}")
-
-
-def message(size, target, i):
-    head = (f"From: {USER}\r\nTo: {USER}\r\nSubject: bench-{target}-{i}\r\n"
-            f"Message-ID: <bench-{target}-{i}-{secrets.token_hex(4)}@example.test>\r\n\r\n").encode()
-    line = b"The quick brown fox jumps over the lazy dog, and the relay passes it on line by line.\r\n"
-    lines, rest = divmod(max(size - len(head), 0), len(line))
-    return head + line * lines + (b"x" * (rest - 2) + b"\r\n" if rest >= 2 else b"")
-
-
-async def one_message(t, i, size):
-    """Sends message i to target t on a new connection; returns the latency (s) to the final DATA reply."""
-    start = time.perf_counter()
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(t["host"], t["port"]), OP_TIMEOUT)
-    try:
-        code, text = await reply(reader)
-        if code != 220:
-            raise Refused(f"greeting: {text}")
-        await command(reader, writer, b"EHLO bench.example.test", 250)
-        if t.get("tls"):
-            await command(reader, writer, b"STARTTLS", 220)
-            await asyncio.wait_for(writer.start_tls(t["tls"], server_hostname="127.0.0.1"), OP_TIMEOUT)
-            await command(reader, writer, b"EHLO bench.example.test", 250)
-        plain = base64.b64encode(b"\0" + t["user"].encode() + b"\0" + t["password"].encode())
-        await command(reader, writer, b"AUTH PLAIN " + plain, 235)
-        await command(reader, writer, f"MAIL FROM:<{USER}> SIZE={size}".encode(), 250)
-        await command(reader, writer, f"RCPT TO:<{USER}>".encode(), 250)
-        await command(reader, writer, b"DATA", 354)
-        await command(reader, writer, message(size, t["name"], i) + b".", 250)
-        latency = time.perf_counter() - start
-        writer.write(b"QUIT\r\n")
-        await reply(reader)
-        return latency
-    finally:
-        writer.close()
-        try:
-            await asyncio.wait_for(writer.wait_closed(), 5)
-        except (OSError, asyncio.TimeoutError, ssl.SSLError):
-            pass
-
-
-async def load(t, clients, count, size, first):
-    """`count` messages from `clients` concurrent clients; (latencies, failures, seconds)."""
-    latencies, failures = [], []
-    todo = iter(range(first, first + count))
-
-    async def client():
-        for i in todo:
-            try:
-                latencies.append(await one_message(t, i, size))
-            except (Refused, OSError, asyncio.TimeoutError, ssl.SSLError) as e:
-                failures.append(f"{type(e).__name__}: {e}")
-
-    start = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return latencies, failures, time.perf_counter() - start
+def load(args, t, count, first):
+    """`count` messages (numbered from `first`) to target t from `args.clients` concurrent clients, sent by the
+    Rust load generator (benches/relay_load.rs): (latencies in s, failures, seconds, its CPU seconds)."""
+    cmd = [args.load, "--addr", f"{t['host']}:{t['port']}", "--user", t["user"], "--name", t["name"],
+           "--clients", str(args.clients), "--count", str(count), "--first", str(first), "--size", str(args.size)]
+    if t.get("ca"):
+        cmd += ["--ca", t["ca"]]
+    # the generator is the only child reaped meanwhile, so the children's CPU grows by its CPU alone
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(cmd, input=t["password"] + "\n", stdout=subprocess.PIPE, text=True, check=True).stdout
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
+    v = json.loads(out)
+    return v["latencies"], v["failures"], v["seconds"], now.ru_utime + now.ru_stime - cpu.ru_utime - cpu.ru_stime
 
 
 def percentile(values, q):
@@ -431,7 +369,7 @@ def measure(t, args, mta, oauth, accepted):
     count = args.proxy_messages if t["name"] == "emailproxy" else args.messages
     warm = args.warmup * args.clients
     say(f"{t['name']}: warm-up {warm}, then {count} messages from {args.clients} clients")
-    lat, fail, _ = asyncio.run(load(t, args.clients, warm, args.size, 0))
+    lat, fail, _, _ = load(args, t, warm, 0)
     accepted += len(lat)
     if fail:
         say(f"{t['name']}: {len(fail)} warm-up failures, first: {fail[0]}")
@@ -440,9 +378,9 @@ def measure(t, args, mta, oauth, accepted):
     pooled = relay_sessions(t["metrics"]) if t.get("metrics") else None
     cpu = cpu_seconds(t["pid"]) if t.get("pid") else None
     writes = write_calls(t["pid"]) if t.get("pid") else None
-    machine, own, up = machine_cpu(), time.process_time(), upstream_cpu(mta, oauth)
-    lat, fail, secs = asyncio.run(load(t, args.clients, count, args.size, warm))
-    own = (time.process_time() - own) * 1000 / max(len(lat), 1)
+    machine, up = machine_cpu(), upstream_cpu(mta, oauth)
+    lat, fail, secs, client = load(args, t, count, warm)
+    client = client * 1000 / max(len(lat), 1)
     up = [(b - a) * 1000 / max(len(lat), 1) for a, b in zip(up, upstream_cpu(mta, oauth))]
     busy, total = (a - b for a, b in zip(machine_cpu(), machine))
     if cpu is not None:
@@ -456,7 +394,7 @@ def measure(t, args, mta, oauth, accepted):
          "p95": percentile(lat, 0.95) * 1000, "p99": percentile(lat, 0.99) * 1000,
          "upstream": {k: after[k] - before[k] for k in after}, "delivered_all": got >= accepted,
          "rss": peak_rss_mib(t["pid"]) if t.get("pid") else None, "cpu": cpu,
-         "busy": 100 * busy / max(total, 1), "client_cpu": own, "upstream_cpu": up, "writes": writes}
+         "busy": 100 * busy / max(total, 1), "client_cpu": client, "upstream_cpu": up, "writes": writes}
     if pooled is not None:
         now = relay_sessions(t["metrics"])
         r["sessions"] = {k: now[k] - pooled[k] for k in now}
@@ -492,7 +430,8 @@ def report(args, rs):
     rows += [[r["name"], r["count"], len(r["failures"]), f"{r['rate']:.1f}", f"{r['p50']:.1f}", f"{r['p95']:.1f}",
               f"{r['p99']:.1f}"] for r in (d, relay, proxy)]
     table(rows)
-    print("cost per message (CPU in ms per message; the proxy is the relay or emailproxy):")
+    print("cost per message (CPU in ms per message; the proxy is the relay or emailproxy, the client the load "
+          "generator):")
     rows = [["target", "proxy peak RSS", "proxy CPU", "proxy write calls", "client CPU", "Postfix+Dovecot CPU",
              "Authlib CPU", "machine busy", "upstream conns", "XOAUTH2 logins", "tokens"]]
     for r in (d, relay, proxy):
@@ -531,6 +470,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--binary", required=True)
     ap.add_argument("--proxy-python", required=True)
+    ap.add_argument("--load", required=True, help="the load generator (benches/relay_load.rs, release build)")
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--messages", type=int, default=2000, help="measured messages per target (direct, relay)")
     ap.add_argument("--proxy-messages", type=int, default=100,
@@ -542,7 +482,7 @@ def main():
 
     cleanup = Cleanup()
     # Ctrl-C, SIGTERM and SIGHUP all end the run through KeyboardInterrupt (also when started with SIGINT
-    # ignored, as a background job): asyncio cancels the clients, then everything started is cleaned up
+    # ignored, as a background job): subprocess.run kills the load generator, then everything started is cleaned up
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.default_int_handler)
     work = tempfile.mkdtemp(prefix="bench-relay-")
@@ -561,9 +501,8 @@ def main():
         relay, relay_addr, metrics, _ = start_relay(work, args.binary, ns, oauth, mta, cleanup)
         proxy, proxy_addr = start_emailproxy(work, args.proxy_python, oauth, mta, bundle_path, cleanup)
         hostport = lambda a: (a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1]))  # noqa: E731
-        tls = ssl.create_default_context(cafile=mta["ca"])
         targets = [
-            {"name": "direct", "host": "127.0.0.1", "port": mta["submission_port"], "tls": tls,
+            {"name": "direct", "host": "127.0.0.1", "port": mta["submission_port"], "ca": mta["ca"],
              "user": mta["user"], "password": mta["password"]},
             {"name": "relay", "host": hostport(relay_addr)[0], "port": hostport(relay_addr)[1],
              "user": APP_USER, "password": APP_PASSWORD, "pid": relay.pid, "metrics": metrics},

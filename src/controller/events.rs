@@ -142,7 +142,7 @@ async fn create(client: Client, instance: &str, ev: Event, regarding: ObjectRefe
         regarding: Some(regarding),
         reporting_controller: Some(CONTROLLER.into()),
         reporting_instance: Some(instance.into()),
-        type_: Some("Normal".into()),
+        type_: Some(if ev.type_ == EventType::Warning { "Warning" } else { "Normal" }.into()),
         ..Default::default()
     };
     Api::<K8sEvent>::namespaced(client, &namespace).create(&PostParams::default(), &event).await.map(drop)

@@ -10,7 +10,7 @@ use kube::{Api, Client};
 
 use super::Error;
 use super::kind::SettingsResource;
-use super::refcache::{Lookup, RefCache};
+use super::refcache::RefCache;
 use crate::validate::{RefKind, RefObject, Reference, Referenced};
 
 /// A fresh read of the object. The reflector store can lag behind this operator's own last status write (a
@@ -21,8 +21,8 @@ pub async fn fresh<K: SettingsResource>(client: &Client, ns: Option<&str>, name:
     api.get_opt(name).await.map_err(|source| Error::Dereference { kind: K::KIND, name: name.into(), source })
 }
 
-/// The referenced Secrets and ConfigMaps (each once): from `cache` when it holds them, else read and kept
-/// there; missing ones are simply absent (and read again next time).
+/// The referenced Secrets and ConfigMaps (each once): from `cache` when it holds them, else read (once for
+/// all reconciles asking at the same time) and kept there; missing ones are simply absent (and read again).
 pub async fn referenced(client: &Client, cache: &RefCache, ns: &str, refs: &[Reference]) -> Result<Referenced, Error> {
     let mut out = Referenced::default();
     let mut seen = BTreeSet::new();
@@ -30,19 +30,15 @@ pub async fn referenced(client: &Client, cache: &RefCache, ns: &str, refs: &[Ref
         if !seen.insert((r.kind, r.name.clone())) {
             continue;
         }
-        let epoch = match cache.lookup(r.kind, ns, &r.name) {
-            Lookup::Hit(o) => {
-                out.objects.insert((r.kind, r.name.clone()), o);
-                continue;
-            }
-            Lookup::Miss(epoch) => epoch,
-        };
-        let obj = match r.kind {
-            RefKind::Secret => secret(client, ns, &r.name).await?,
-            RefKind::ConfigMap => config_map(client, ns, &r.name).await?,
-        };
+        let obj = cache
+            .get_or_read(r.kind, ns, &r.name, || async {
+                match r.kind {
+                    RefKind::Secret => secret(client, ns, &r.name).await,
+                    RefKind::ConfigMap => config_map(client, ns, &r.name).await,
+                }
+            })
+            .await?;
         if let Some(o) = obj {
-            cache.keep(r.kind, ns, &r.name, epoch, &o);
             out.objects.insert((r.kind, r.name.clone()), o);
         }
     }

@@ -6,9 +6,13 @@
 //! metadata watches that already trigger reconciles (src/controller/run.rs): every event of a cached object
 //! drops its value, so the next reconcile reads it again. A read that was in flight when such an event came is
 //! not kept (each entry counts its invalidations), so a value older than the last event is never served.
+//!
+//! Reads are single-flight: reconciles that miss the same object at the same time (the first reconciles of a
+//! namespace's objects, all sharing its one Secret) wait for the first one's read instead of each sending a GET.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use zeroize::Zeroize;
@@ -26,6 +30,8 @@ struct Entry {
     /// `None`: not read since the last event (or missing at the last read: then it is read again).
     value: Option<RefObject>,
     used: Instant,
+    /// Held by the one reconcile reading the object; the others that missed wait on it, then look again.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Drop for Entry {
@@ -56,13 +62,52 @@ impl RefCache {
     pub fn lookup(&self, kind: RefKind, ns: &str, name: &str) -> Lookup {
         self.sweep();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let e =
-            entries.entry(Self::key(kind, ns, name)).or_insert(Entry { epoch: 0, value: None, used: Instant::now() });
+        let e = entries.entry(Self::key(kind, ns, name)).or_insert_with(|| Entry {
+            epoch: 0,
+            value: None,
+            used: Instant::now(),
+            turn: Arc::default(),
+        });
         e.used = Instant::now();
         match &e.value {
             Some(v) => Lookup::Hit(v.clone()),
             None => Lookup::Miss(e.epoch),
         }
+    }
+
+    fn turn(&self, kind: RefKind, ns: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(&Self::key(kind, ns, name)).map(|e| e.turn.clone()).unwrap_or_default()
+    }
+
+    /// The cached value, else the result of `read` (kept when found). Of the callers that miss one object at
+    /// the same time, one reads and the others wait for it and take what it kept; when it found nothing or
+    /// failed, the next one reads.
+    pub async fn get_or_read<F, Fut, E>(
+        &self,
+        kind: RefKind,
+        ns: &str,
+        name: &str,
+        read: F,
+    ) -> Result<Option<RefObject>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<RefObject>, E>>,
+    {
+        if let Lookup::Hit(v) = self.lookup(kind, ns, name) {
+            return Ok(Some(v));
+        }
+        let turn = self.turn(kind, ns, name);
+        let _reading = turn.lock().await;
+        let epoch = match self.lookup(kind, ns, name) {
+            Lookup::Hit(v) => return Ok(Some(v)),
+            Lookup::Miss(epoch) => epoch,
+        };
+        let value = read().await?;
+        if let Some(v) = &value {
+            self.keep(kind, ns, name, epoch, v);
+        }
+        Ok(value)
     }
 
     /// Keeps a value read after [`RefCache::lookup`] returned `Miss(epoch)`, unless an event came meanwhile.
@@ -148,6 +193,42 @@ mod tests {
         c.invalidate(RefKind::Secret, "ns", "s"); // the Secret changed while the GET was in flight
         c.keep(RefKind::Secret, "ns", "s", epoch, &value("old"));
         assert_eq!(hit(&c), None);
+    }
+
+    /// Ten reconciles missing one Secret together (one task, so all ten are polled before the first read
+    /// ends): one read; a later event makes the next caller read again.
+    #[tokio::test(flavor = "current_thread")]
+    async fn concurrent_misses_of_one_object_read_it_once() {
+        let c = RefCache::default();
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        let read = || async {
+            let n = reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            for _ in 0..5 {
+                tokio::task::yield_now().await; // the GET in flight: the other callers run meanwhile
+            }
+            Ok::<_, ()>(Some(value(&n.to_string())))
+        };
+        let got = futures::future::join_all((0..10).map(|_| c.get_or_read(RefKind::Secret, "ns", "s", read))).await;
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(got.iter().all(|g| g.as_ref().unwrap().as_ref().unwrap().resource_version == "1"));
+        c.invalidate(RefKind::Secret, "ns", "s");
+        let again = c.get_or_read(RefKind::Secret, "ns", "s", read).await.unwrap().unwrap();
+        assert_eq!(again.resource_version, "2");
+    }
+
+    /// A read that found nothing is not kept: the waiters read in turn (a missing Secret may be created).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_missing_object_is_read_by_each_caller() {
+        let c = RefCache::default();
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        let read = || async {
+            reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            Ok::<_, ()>(None)
+        };
+        let got = futures::future::join_all((0..3).map(|_| c.get_or_read(RefKind::Secret, "ns", "s", read))).await;
+        assert!(got.iter().all(|g| matches!(g, Ok(None))));
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! (`Degraded` with `CertificateExpiresSoon` from a certificate generated to expire in 3 days, and
 //! `AuthOverPlaintextOffered` from a server offering AUTH before STARTTLS) while `Ready` stays True, and an
 //! SmtpRelay that uses a ClusterSmtpSettings: delivering from an allowed namespace with exactly the RBAC made for
-//! it, refused with `NamespaceNotAllowed` (and nothing sent) from another.
+//! it, refused with `NamespaceNotAllowed` (and nothing sent) from another, and following its namespace's labels
+//! at once (on a private plane).
 //!
 //! ClusterSmtpSettings are cluster-scoped: every operator that serves them (`--cluster-settings`) checks all of
 //! them, so the tests that start such an operator take [`CLUSTER_SETTINGS`] in turn; the others run with the
@@ -22,8 +23,9 @@ use smtp_operator::relay::api::SmtpRelay;
 use smtp_operator::relay::objects::{RelayPodSettings, cluster_access_name};
 use smtp_operator::relay::reconcile::{FINALIZER, apply_relay, release_cluster_access, write_status};
 
-use support::kube::{kubectl, kubectl_ok, unique_name};
+use support::kube::{kubectl, kubectl_at, kubectl_ok, unique_name};
 use support::operator::*;
+use support::plane::PrivatePlane;
 use support::rbac::{can_i, create_token, write_token_kubeconfig};
 use support::relay::{Dialog, RelayProcess};
 use support::scenario::Scenario;
@@ -382,4 +384,65 @@ fn relay_log_until(ns: &str, args: &[&str], needle: &str) -> String {
     let _ = child.wait();
     assert!(text.contains(needle), "relay log never said {needle:?}:\n{text}");
     text
+}
+
+/// Polls the relay `ns/mail` until its `Valid` condition is (`status`, `reason`), at most `secs`.
+async fn wait_relay_valid(client: &kube::Client, ns: &str, want: (&str, &str), secs: u64) -> SmtpRelay {
+    let api: Api<SmtpRelay> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let relay = api.get("mail").await.expect("get SmtpRelay");
+        let valid = relay.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Valid"));
+        if valid.is_some_and(|c| (c.status.as_str(), c.reason.as_str()) == want) {
+            return relay;
+        }
+        assert!(Instant::now() < deadline, "relay {ns}/mail: no Valid {want:?} within {secs} s; {:?}", relay.status);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The relay controller of a running operator follows the labels of a relay's namespace through a Namespace
+/// watch, not only on its periodic pass (every 60 s): setting the label `allowedNamespaces` selects grants the
+/// relay its cluster access, removing it takes that access away, each well within the 60 s. On a private plane:
+/// the operator watches every namespace, which would disturb the other tests on the shared one.
+#[tokio::test]
+async fn a_relay_follows_its_namespace_labels_at_once() {
+    let plane = PrivatePlane::start("e2e-relay-labels");
+    let kubeconfig = plane.kubeconfig().to_path_buf();
+    let mut s = Scenario::on_plane("e2e-rlabels", &peer_args(&[]), &kubeconfig).await;
+    s.basic_credentials(PASSWORD, true).await;
+    let resources = s.ns().to_string();
+    let app = s.namespace("e2e-rlabels-app").await;
+    let flag = format!("--cluster-resource-namespace={resources}");
+    let args = s.all_namespaces_args(&["--cluster-settings=true", &flag]);
+    s.start_operator_as(&args, None);
+    let name = unique_name("labelled");
+    let mut spec = s.basic_spec();
+    spec["allowedNamespaces"] = json!({"matchLabels": {"smtp-operator.io/e2e-mail": "allowed"}});
+    let _settings = create_cluster_smtp(&s.client, &name, spec).await;
+    wait_cluster_condition(&s.client, &name, "Ready", "True", Some("CheckSucceeded")).await;
+    create_relay(&s.client, &app, &name).await;
+    let roles: Api<ClusterRole> = Api::all(s.client.clone());
+    let access = cluster_access_name(&app, "mail");
+    wait_relay_valid(&s.client, &app, ("False", "NamespaceNotAllowed"), 60).await;
+    assert!(roles.get_opt(&access).await.unwrap().is_none(), "access granted to a namespace not allowed");
+
+    let label = |value: &str| {
+        let out = kubectl_at(&kubeconfig, ["label", "namespace", &app, &format!("smtp-operator.io/e2e-mail{value}")]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    label("=allowed");
+    let relay = wait_relay_valid(&s.client, &app, ("True", "Valid"), 20).await;
+    assert!(relay.metadata.finalizers.unwrap_or_default().contains(&FINALIZER.to_string()));
+    assert!(roles.get_opt(&access).await.unwrap().is_some(), "the allowed relay has no cluster access");
+
+    label("-");
+    wait_relay_valid(&s.client, &app, ("False", "NamespaceNotAllowed"), 20).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while roles.get_opt(&access).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the relay kept its cluster access after its label was removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!s.op().log_text().contains("panicked"), "{}", s.op().log_text());
+    s.finish().await;
 }

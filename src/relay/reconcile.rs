@@ -6,6 +6,7 @@
 //! gets its [`objects::ClusterAccess`], which no owner reference can cover: a finalizer removes it.
 
 pub mod settings;
+pub mod triggers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -336,9 +337,22 @@ pub async fn run(
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
+    let cluster = pod.cluster_resource_namespace.is_some();
+    let controller = Controller::new(relays, watcher::Config::default());
+    let mut controller =
+        controller.owns(deployments, watcher::Config::default().labels("app.kubernetes.io/name=smtp-relay"));
+    if cluster {
+        let (by_settings, by_namespace) = (controller.store(), controller.store());
+        controller = controller
+            .watches_stream(triggers::cluster_settings(&client), move |c| {
+                triggers::using_cluster_settings(&by_settings.state(), &c.name_any())
+            })
+            .watches_stream(triggers::namespaces(&client), move |n| {
+                triggers::in_namespace_using_cluster_settings(&by_namespace.state(), &n.name_any())
+            });
+    }
     let ctx = Arc::new(Ctx { client, pod });
-    Controller::new(relays, watcher::Config::default())
-        .owns(deployments, watcher::Config::default().labels("app.kubernetes.io/name=smtp-relay"))
+    controller
         .trigger_backoff(crate::controller::run::WatchBackoff::default())
         .graceful_shutdown_on(async move {
             let _ = shutdown.wait_for(|s| *s).await;

@@ -92,10 +92,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* ClusterSmtpSettings (cluster-wide install only; the namespaced install disables them): the objects and their
 status. Their Secrets and ConfigMaps live in the cluster resource namespace, which the cluster-wide rules above
-already cover; `namespaces` are read for the labels `spec.allowedNamespaces` selects on. An SmtpRelay using a
-ClusterSmtpSettings gets a ClusterRole/ClusterRoleBinding (that ClusterSmtpSettings and its own Namespace, by
-name) and a Role/RoleBinding in the cluster resource namespace (the settings' Secrets/ConfigMaps, by name); no
-owner reference can cover those, so the operator deletes them itself behind a finalizer on the SmtpRelay. */}}
+already cover; `namespaces` are read, and watched as metadata, for the labels `spec.allowedNamespaces` selects
+on (a relay follows a label change at once). An SmtpRelay using a ClusterSmtpSettings gets a
+ClusterRole/ClusterRoleBinding (that ClusterSmtpSettings and its own Namespace, by name) and a Role/RoleBinding
+in the cluster resource namespace (the settings' Secrets/ConfigMaps, by name); no owner reference can cover
+those, so the operator deletes them itself behind a finalizer on the SmtpRelay. */}}
 {{- define "smtp-operator.clusterSettingsRules" -}}
 - apiGroups: ["smtp-operator.io"]
   resources: ["clustersmtpsettings"]
@@ -105,7 +106,7 @@ owner reference can cover those, so the operator deletes them itself behind a fi
   verbs: ["get", "patch", "update"]
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["get"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["clusterroles", "clusterrolebindings"]
   verbs: ["get", "create", "patch", "update", "delete"]

@@ -13,6 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use serde_json::json;
+use support::clean::{HOSTILE, Limit, assert_clean};
 use support::oauth::OAuthServer;
 use support::operator::*;
 use support::scenario::Scenario;
@@ -20,10 +21,6 @@ use support::scenario::Scenario;
 const USER: &str = "alerts";
 const PASSWORD: &str = "pw-Hostile-e2e-4c1d8a";
 const CLIENT_SECRET: &str = "hostile-client-secret-e2e-6d2f";
-
-/// What the hostile peer sends that must never come out (listed here, not taken from the code under test).
-const HOSTILE: &[char] =
-    &['\x1b', '\r', '\n', '\x01', '\x7f', '\u{202e}', '\u{202c}', '\u{2066}', '\u{2069}', '\u{200b}', '\u{feff}'];
 
 fn password_forms() -> Vec<String> {
     vec![
@@ -38,18 +35,6 @@ fn client_secret_forms() -> Vec<String> {
     vec![CLIENT_SECRET.to_owned(), B64.encode(CLIENT_SECRET), CLIENT_SECRET.replacen("hos", "hos\x01", 1)]
 }
 
-#[track_caller]
-fn assert_clean(what: &str, text: &str, secrets: &[String], max_bytes: usize) {
-    assert!(
-        !text.chars().any(|c| HOSTILE.contains(&c) || c.is_control()),
-        "{what} has a control or format character: {text:?}"
-    );
-    for form in secrets {
-        assert!(!text.contains(form.as_str()), "{what} carries a form of a credential: {text:?}");
-    }
-    assert!(text.len() <= max_bytes, "{what} is {} bytes long", text.len());
-}
-
 /// Everything the operator made of a failed check: every condition, the status, the events, its log.
 #[track_caller]
 fn assert_all_clean(
@@ -59,14 +44,14 @@ fn assert_all_clean(
     secrets: &[String],
 ) {
     for c in obj.status.as_ref().expect("status").conditions.iter() {
-        assert_clean(&format!("condition {}", c.type_), &c.message, secrets, 1024);
+        assert_clean(&format!("condition {}", c.type_), &c.message, secrets, Limit::Bytes(1024));
     }
     let status = serde_json::to_string(obj.status.as_ref().unwrap()).unwrap();
     for form in secrets {
         assert!(!status.contains(form.as_str()), "status carries a form of a credential: {status}");
     }
     for (_, reason, note) in events {
-        assert_clean(&format!("event {reason}"), note, secrets, 1000);
+        assert_clean(&format!("event {reason}"), note, secrets, Limit::Bytes(1000));
     }
     for form in secrets {
         assert!(!log.contains(form.as_str()), "the operator log carries a form of a credential");

@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 
 use support::kube::{TestNamespace, client};
@@ -527,7 +525,7 @@ async fn a_relay_killed_or_stopped_mid_transaction_loses_no_accepted_message_and
 
     // SIGTERM mid-body: the transaction in flight is finished and accepted, then the session is closed
     begin_message(&mut d, "in-flight-at-sigterm");
-    let _ = Command::new("kill").arg("-TERM").arg(relay.child.id().to_string()).status();
+    support::process::sigterm(&relay.child);
     wait_until(30, "the relay to stop listening", || std::net::TcpStream::connect(&relay.addr).is_err());
     d.raw(b"second half\r\n.\r\n");
     assert!(d.reply().starts_with("250"), "the message in flight at SIGTERM is completed");

@@ -15,30 +15,13 @@ use smtp_operator::engine::{
     self, CheckRequest, Credentials, DialPolicy, PasswordMechanism, Reason, SecretValue, Step, TlsMode, TlsOptions,
     TlsVersion,
 };
+use support::clean::{Limit, assert_clean};
 use support::oauth::OAuthServer;
 use support::smtp_peer::SmtpPeer;
 
 const USER: &str = "alice@example.com";
 const PASSWORD: &str = "hunter2-sanitize-91c3";
 const CLIENT_SECRET: &str = "client-secret-sanitize-77ab";
-
-/// Characters the hostile peers send that must never come out (listed here, not taken from the code under
-/// test).
-const HOSTILE: &[char] =
-    &['\x1b', '\r', '\n', '\x01', '\x7f', '\u{202e}', '\u{202c}', '\u{2066}', '\u{2069}', '\u{200b}', '\u{feff}'];
-
-/// `text` holds no hostile character, no control character, and none of the credential forms in `secrets`.
-#[track_caller]
-fn assert_clean(what: &str, text: &str, secrets: &[String], max_chars: usize) {
-    assert!(
-        !text.chars().any(|c| HOSTILE.contains(&c) || c.is_control()),
-        "{what} has a control/format char: {text:?}"
-    );
-    for s in secrets {
-        assert!(!text.contains(s.as_str()), "{what} carries a credential form: {text:?}");
-    }
-    assert!(text.chars().count() <= max_chars, "{what} is {} chars long", text.chars().count());
-}
 
 fn password_forms() -> Vec<String> {
     vec![
@@ -92,7 +75,7 @@ async fn check(peer: &SmtpPeer, mechanism: PasswordMechanism) -> engine::Report 
     let r = tokio::time::timeout(Duration::from_secs(60), engine::run(&hostile_request(peer, mechanism)))
         .await
         .expect("the check finished");
-    assert_clean("report", &format!("{r:?}"), &password_forms()[..3], usize::MAX);
+    assert_clean("report", &format!("{r:?}"), &password_forms()[..3], Limit::Chars(usize::MAX));
     r
 }
 
@@ -106,8 +89,8 @@ async fn hostile_smtp_reply_is_stripped_redacted_and_capped() {
         assert_eq!((f.step, f.reason), (Step::Auth, Reason::AuthenticationFailed), "{f:?}");
         let reply = f.reply.clone().expect("the 535 reply");
         assert_eq!(reply.code, 535);
-        assert_clean("reply", &reply.text, &password_forms(), 301);
-        assert_clean("message", &f.message, &password_forms(), 2000);
+        assert_clean("reply", &reply.text, &password_forms(), Limit::Chars(301));
+        assert_clean("message", &f.message, &password_forms(), Limit::Chars(2000));
         // what was said is still there, cleaned: the echoes became <redacted>, the text around them readable
         assert!(reply.text.contains("you said <redacted>"), "{}", reply.text);
         assert!(reply.text.contains("you sent <redacted>"), "{}", reply.text);
@@ -120,7 +103,7 @@ async fn hostile_smtp_reply_is_stripped_redacted_and_capped() {
     let r = check(&peer, PasswordMechanism::Plain).await;
     let f = r.outcome.clone().expect_err("the hostile peer refuses AUTH");
     assert_eq!((f.step, f.reason), (Step::Auth, Reason::ProtocolError), "{f:?}");
-    assert_clean("message", &f.message, &password_forms(), 2000);
+    assert_clean("message", &f.message, &password_forms(), Limit::Chars(2000));
     assert!(f.message.contains("you said <redacted>"), "{}", f.message);
 }
 
@@ -142,7 +125,7 @@ async fn hostile_token_endpoint_error_is_stripped_redacted_and_capped() {
     let e = request_token(&req).await.expect_err("the endpoint answers 401");
     assert_eq!((e.step, e.reason), (Step::Token, Reason::TokenRequestFailed));
     let forms = vec![CLIENT_SECRET.to_owned(), CLIENT_SECRET.replacen("cli", "cli\x01", 1)];
-    assert_clean("token error", &e.message, &forms, 1001);
+    assert_clean("token error", &e.message, &forms, Limit::Chars(1001));
     assert!(e.message.contains("secret=<redacted>"), "{}", e.message);
     assert!(e.message.contains("invalid_client") && e.message.contains("HTTP 401"), "{}", e.message);
 }

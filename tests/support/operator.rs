@@ -50,17 +50,7 @@ impl Operator {
 
     /// Sends SIGTERM and waits (at most 20 s) for the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        self.child.wait().ok();
-        None
+        super::process::terminate(&mut self.child, Duration::from_secs(20))
     }
 
     /// Kills the process at once (no graceful stop).

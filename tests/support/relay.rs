@@ -78,17 +78,7 @@ impl RelayProcess {
 
     /// SIGTERM and wait (at most 40 s) for the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        self.child.wait().ok();
-        None
+        super::process::terminate(&mut self.child, Duration::from_secs(40))
     }
 }
 

@@ -142,14 +142,6 @@ impl SmtpPeer {
 impl Drop for SmtpPeer {
     fn drop(&mut self) {
         // SIGTERM for a clean exit, then make sure
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::process::terminate(&mut self.child, Duration::from_secs(1));
     }
 }

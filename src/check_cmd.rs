@@ -155,7 +155,7 @@ fn print_report(report: &engine::Report) {
         steps = rest;
     }
     for (step, d) in steps {
-        println!("  {:<10} ok  {} ms", step.as_str(), d.as_millis());
+        println!("  {:<10} ok  {} ms", step.as_str(), millis(*d));
     }
     if let Some(v) = &report.tls_version {
         println!("  TLS version: {v}");
@@ -173,10 +173,16 @@ fn print_report(report: &engine::Report) {
         None => {}
     }
     match &report.outcome {
-        Ok(()) => println!("Result: Succeeded in {} ms", report.duration.as_millis()),
+        Ok(()) => println!("Result: Succeeded in {} ms", millis(report.duration)),
         Err(f) => {
             println!("  {:<10} FAILED  {}", f.step.as_str(), crate::status::failure_message(f));
-            println!("Result: Failed ({}) in {} ms", f.reason, report.duration.as_millis());
+            println!("Result: Failed ({}) in {} ms", f.reason, millis(report.duration));
         }
     }
+}
+
+/// Milliseconds with one decimal: the steps are timed back to back, so printed this way they add up to the
+/// total (whole milliseconds, each rounded down, lost up to 1 ms per step).
+fn millis(d: std::time::Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
 }

@@ -34,6 +34,19 @@ fn run_manifest(dir: &std::path::Path, manifest: &str, peer: &SmtpPeer, password
     run(&["-f", file.to_str().unwrap(), "--secret-file", &creds, "--configmap-file", &ca])
 }
 
+/// The report's step times (`  <step> ok  <ms> ms`, one decimal) add up to its `Result: ... in <ms> ms`, up to
+/// the rounding of each printed figure.
+#[track_caller]
+fn assert_steps_add_up(out: &str) {
+    let ms = |s: &str| s.trim().strip_suffix(" ms").and_then(|v| v.parse::<f64>().ok());
+    let steps: Vec<f64> = out.lines().filter_map(|l| ms(l.trim_start().split_once(" ok ")?.1)).collect();
+    let total = out.lines().find_map(|l| ms(l.strip_prefix("Result: Succeeded in ")?)).expect("a total");
+    assert!(steps.len() >= 10, "every step is reported: {out}");
+    let sum: f64 = steps.iter().sum();
+    let rounding = 0.05 * (steps.len() + 1) as f64 + 1e-9;
+    assert!((sum - total).abs() <= rounding, "steps add up to {sum:.2} ms, the total is {total} ms:\n{out}");
+}
+
 #[test]
 fn check_command_reports_and_exits_by_result() {
     let peer =
@@ -66,6 +79,7 @@ fn check_command_reports_and_exits_by_result() {
         "{out}"
     );
     assert!(out.contains("Test email accepted: 250"), "{out}");
+    assert_steps_add_up(&out);
     assert!(out.contains("Certificate: CN=localhost (issuer CN=smtp-operator test CA, DNS localhost)"), "{out}");
     assert!(!out.contains("Warning ("), "a 90-day certificate warns of nothing: {out}");
     assert_eq!(peer.count("message"), 1);

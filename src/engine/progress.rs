@@ -44,10 +44,16 @@ impl Progress {
         if self.current.is_some_and(|(current, _)| current == s) {
             return; // the same step again (e.g. policy checks before and after the test message): one entry
         }
-        if let Some((prev, t0)) = self.current.take() {
-            self.steps.push((prev, at.saturating_duration_since(t0)));
-        }
-        self.current = Some((s, at));
+        let begins = match self.current.take() {
+            Some((prev, t0)) => {
+                self.steps.push((prev, at.saturating_duration_since(t0)));
+                at
+            }
+            // the first step runs from the start: the steps cover the whole check and add up to its duration
+            None if self.steps.is_empty() => self.start,
+            None => at,
+        };
+        self.current = Some((s, begins));
         self.last_step = s;
     }
 
@@ -93,5 +99,19 @@ mod tests {
             [Step::Policy, Step::Resolve, Step::Connect]
         );
         assert_eq!(r.last_step, Step::Connect);
+    }
+
+    /// The steps are timed back to back from the start to the report: they add up to its duration exactly
+    /// (`smtp-operator check` prints both, issue 14).
+    #[test]
+    fn step_durations_add_up_to_the_duration() {
+        let mut p = Progress::new();
+        std::thread::sleep(std::time::Duration::from_millis(2)); // setup before the first step belongs to it
+        p.step(Step::Policy);
+        p.step(Step::Resolve);
+        p.step_at(Step::Ehlo, Instant::now());
+        let r = p.into_report(Ok(()));
+        assert_eq!(r.step_durations.iter().map(|(_, d)| *d).sum::<std::time::Duration>(), r.duration);
+        assert!(r.step_durations[0].1 >= std::time::Duration::from_millis(2), "{:?}", r.step_durations);
     }
 }

@@ -344,10 +344,10 @@ pub async fn run(
     if cluster {
         let (by_settings, by_namespace) = (controller.store(), controller.store());
         controller = controller
-            .watches_stream(triggers::cluster_settings(&client), move |c| {
+            .watches_stream(triggers::changes::<crate::api::ClusterSmtpSettings>(&client), move |c| {
                 triggers::using_cluster_settings(&by_settings.state(), &c.name_any())
             })
-            .watches_stream(triggers::namespaces(&client), move |n| {
+            .watches_stream(triggers::changes::<k8s_openapi::api::core::v1::Namespace>(&client), move |n| {
                 triggers::in_namespace_using_cluster_settings(&by_namespace.state(), &n.name_any())
             });
     }

@@ -11,14 +11,13 @@
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
+use serde::de::DeserializeOwned;
 
-use crate::api::ClusterSmtpSettings;
 use crate::controller::run::WatchBackoff;
 use crate::relay::api::{SettingsKind, SmtpRelay};
 
@@ -40,21 +39,13 @@ fn cluster_relays(relays: &[Arc<SmtpRelay>], keep: impl Fn(&SmtpRelay) -> bool) 
         .collect()
 }
 
-/// Every change of a ClusterSmtpSettings (metadata only: the name is all the mapping needs).
-pub fn cluster_settings(
-    client: &Client,
-) -> impl Stream<Item = Result<PartialObjectMeta<ClusterSmtpSettings>, watcher::Error>> + Send + 'static {
-    watcher(Api::<PartialObjectMeta<ClusterSmtpSettings>>::all(client.clone()), watcher::Config::default())
-        .backoff(WatchBackoff::default())
-        .touched_objects()
-        .boxed()
-}
-
-/// Every change of a Namespace (metadata only: the labels are in it).
-pub fn namespaces(
-    client: &Client,
-) -> impl Stream<Item = Result<PartialObjectMeta<Namespace>, watcher::Error>> + Send + 'static {
-    watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
+/// Every change of an object of kind `K` in the cluster (ClusterSmtpSettings, Namespaces), as metadata only:
+/// names and labels are all the mappings above need.
+pub fn changes<K>(client: &Client) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    watcher(Api::<PartialObjectMeta<K>>::all(client.clone()), watcher::Config::default())
         .backoff(WatchBackoff::default())
         .touched_objects()
         .boxed()

@@ -50,8 +50,7 @@ impl Progress {
                 at
             }
             // the first step runs from the start: the steps cover the whole check and add up to its duration
-            None if self.steps.is_empty() => self.start,
-            None => at,
+            None => self.start,
         };
         self.current = Some((s, begins));
         self.last_step = s;
